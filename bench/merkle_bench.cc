@@ -1,0 +1,4 @@
+// Merkle tree benchmarks: placeholder, being written.
+#include <benchmark/benchmark.h>
+
+BENCHMARK_MAIN();
