@@ -14,7 +14,7 @@ packages=(
   libboost-dev libcurl4-openssl-dev nlohmann-json3-dev libtomlplusplus-dev
   libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
   # Tests and benchmarks.
-  libgtest-dev libgmock-dev libbenchmark-dev python3 coreutils findutils procps util-linux
+  libgtest-dev libgmock-dev libbenchmark-dev python3 coreutils findutils procps util-linux time
   # The HSM and PKCS#11 tools.
   softhsm2 opensc
   # Verifiers used by the end-to-end tests (never reimplemented in tests).
