@@ -1,0 +1,34 @@
+// pipeline/internal/inputs.h: turning the paths a caller names into the files to hash. Not public.
+#ifndef SIGNET_PIPELINE_INTERNAL_INPUTS_H_
+#define SIGNET_PIPELINE_INTERNAL_INPUTS_H_
+
+#include <tbb/task_arena.h>
+
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "pipeline/pipeline.h"
+
+namespace signet::pipeline::internal {
+
+// One file to hash, or one input refused before it was opened.
+struct InputEntry {
+  std::filesystem::path path;
+  FileIdentity seen;           // from lstat (stat when following symlinks); valid without error
+  std::optional<Error> error;  // why this input is refused (missing, FIFO, directory, ...)
+};
+
+// ExpandInputs returns one entry per file in input order, directory entries in byte order of their
+// names. Nothing is opened for reading: types come from lstat/stat, so FIFOs, sockets and devices
+// are refused without blocking. The lstat calls run in parallel in `arena`.
+std::vector<InputEntry> ExpandInputs(std::span<const std::filesystem::path> paths, bool recursive,
+                                     bool follow_symlinks, tbb::task_arena& arena);
+
+// Describes a file type for "is a FIFO" style messages: "a FIFO", "a socket", ...
+std::string_view FileTypeName(unsigned mode);
+
+}  // namespace signet::pipeline::internal
+
+#endif  // SIGNET_PIPELINE_INTERNAL_INPUTS_H_
