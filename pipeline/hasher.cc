@@ -100,11 +100,12 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
   if (worker.broken) {
     return MakeError(*worker.broken);
   }
-  const std::string name = entry.path.string();
-  // O_NONBLOCK: if the file was swapped for a FIFO since it was listed, opening must not block.
+  const std::string name = entry.where.path.string();
+  // O_NONBLOCK: if the file was swapped for a FIFO since it was listed, opening must not block (and
+  // reading it then fails, as does the identity check after).
   const int flags =
       O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (options.follow_symlinks ? 0 : O_NOFOLLOW);
-  UniqueFd fd(::open(entry.path.c_str(), flags));
+  UniqueFd fd(::openat(entry.where.at_fd(), entry.where.at_name(), flags));
   if (!fd) {
     const int err = errno;
     if (err == ELOOP && !options.follow_symlinks) {
@@ -113,21 +114,11 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
     }
     return MakeError(ErrnoError(err, name));
   }
-  struct stat before {};
-  if (::fstat(fd.get(), &before) != 0) {
-    return MakeError(ErrnoError(errno, name));
-  }
-  if (!S_ISREG(before.st_mode)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     name + " is " + std::string(internal::FileTypeName(before.st_mode)) +
-                         ", not a regular file; only regular files are hashed");
-  }
-  FileDigest result{entry.path, IdentityOf(before), {}};
-  if (result.identity.device != entry.seen.device || result.identity.inode != entry.seen.inode) {
-    return MakeError(
-        internal::ChangedWhileHashing("replaced between listing and opening").WithContext(name));
-  }
-  const std::uint64_t size = result.identity.size;
+  // The identity is the one listing saw; the fstat after reading, on this very descriptor, proves
+  // that what was read is that file, unchanged. One stat per file fewer than checking on both sides
+  // of the read, and no weaker: a file swapped or modified in between fails the check after.
+  FileDigest result{entry.where.path, entry.seen, {}};
+  const std::uint64_t size = entry.seen.size;
   SIGNET_RETURN_IF_ERROR(worker.digest->Reset());
   const auto sink = [&](std::span<const std::uint8_t> chunk) -> Status {
     bytes_hashed.fetch_add(chunk.size(), std::memory_order_relaxed);
@@ -142,20 +133,28 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
     const bool offload = active.load(std::memory_order_relaxed) < threads;
     read = worker.reader->ReadAll(fd.get(), size, offload, sink);
   }
-  if (!read) {
-    return MakeError(std::move(read).error().WithContext(name));
-  }
   struct stat after {};
   if (::fstat(fd.get(), &after) != 0) {
     return MakeError(ErrnoError(errno, name));
   }
+  if (!S_ISREG(after.st_mode)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     name + " is " + std::string(internal::FileTypeName(after.st_mode)) +
+                         ", not a regular file; only regular files are hashed");
+  }
   const FileIdentity now = IdentityOf(after);
+  if (now.device != entry.seen.device || now.inode != entry.seen.inode) {
+    return MakeError(internal::ChangedWhileHashing("replaced by another file").WithContext(name));
+  }
+  if (!read) {
+    return MakeError(std::move(read).error().WithContext(name));
+  }
   if (now.size != size) {
     return MakeError(internal::ChangedWhileHashing("size went from " + std::to_string(size) +
                                                    " to " + std::to_string(now.size) + " bytes")
                          .WithContext(name));
   }
-  if (now.mtime_ns != result.identity.mtime_ns) {
+  if (now.mtime_ns != entry.seen.mtime_ns) {
     return MakeError(internal::ChangedWhileHashing("modified while it was read").WithContext(name));
   }
   SIGNET_ASSIGN_OR_RETURN(result.digests, worker.digest->Finish());
@@ -196,7 +195,7 @@ Result<Hasher> Hasher::Create(HashOptions options) {
                        ? options.threads
                        : static_cast<unsigned>(std::max(1, tbb::info::default_concurrency()));
   const std::uint64_t read_memory =
-      std::uint64_t{state->threads} * options.read_ahead * options.chunk_size;
+      std::uint64_t{state->threads} * (options.read_ahead + 1) * options.chunk_size;
   if (read_memory > kMaxReadMemory) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "threads × read-ahead × chunk size is " + std::to_string(read_memory >> 20) +
@@ -253,7 +252,7 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
       ++stats.files_failed;
     }
     s.files_done.fetch_add(1, std::memory_order_relaxed);
-    on_file(FileOutcome{ordinal, entries[ordinal].path, std::move(digest)});
+    on_file(FileOutcome{ordinal, entries[ordinal].where.path, std::move(digest)});
   };
 
   // Units: each large file alone, small files in runs of input order. Largest first, so that a
@@ -302,8 +301,8 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
               try {
                 digest = s.HashFile(entries[i], worker);
               } catch (const std::exception& e) {
-                digest =
-                    MakeError(ErrorCode::kInternal, entries[i].path.string() + ": " + e.what());
+                digest = MakeError(ErrorCode::kInternal,
+                                   entries[i].where.path.string() + ": " + e.what());
               }
               s.active.fetch_sub(1, std::memory_order_relaxed);
               deliver(i, std::move(digest));

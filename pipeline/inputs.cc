@@ -29,9 +29,13 @@ struct Stat {
   struct stat st {};
 };
 
-Stat StatPath(const std::filesystem::path& path, bool follow) {
+// Directory descriptors kept open for *at(2) calls; past this many, files use whole paths (so a
+// tree of many directories cannot run the process out of descriptors).
+constexpr int kMaxDirFds = 256;
+
+Stat StatAt(const Location& where, bool follow) {
   Stat s;
-  if ((follow ? ::stat(path.c_str(), &s.st) : ::lstat(path.c_str(), &s.st)) != 0) {
+  if (::fstatat(where.at_fd(), where.at_name(), &s.st, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
     s.err = errno;
   }
   return s;
@@ -46,14 +50,14 @@ FileIdentity IdentityOf(const struct stat& st) {
 
 // A path still to be classified: its stat is filled in by the parallel pass.
 struct Pending {
-  std::filesystem::path path;
+  Location where;
   Stat stat;
   bool stat_done = false;
   std::optional<Error> error;  // refused while walking (unreadable directory, loop)
 };
 
 Pending Refused(const std::filesystem::path& path, Error error) {
-  return Pending{path, {}, true, std::move(error)};
+  return Pending{Location{path, nullptr, {}}, {}, true, std::move(error)};
 }
 
 class Expander {
@@ -64,7 +68,7 @@ class Expander {
   std::vector<InputEntry> Run(std::span<const std::filesystem::path> paths) {
     std::vector<Pending> inputs(paths.size());
     for (std::size_t i = 0; i < paths.size(); ++i) {
-      inputs[i].path = paths[i];
+      inputs[i].where.path = paths[i];
     }
     StatAll(inputs);
     for (Pending& input : inputs) {
@@ -84,7 +88,7 @@ class Expander {
       tbb::parallel_for(tbb::blocked_range<std::size_t>(0, items.size(), 256), [&](const auto& r) {
         for (std::size_t i = r.begin(); i != r.end(); ++i) {
           if (!items[i].stat_done) {
-            items[i].stat = StatPath(items[i].path, follow_);
+            items[i].stat = StatAt(items[i].where, follow_);
             items[i].stat_done = true;
           }
         }
@@ -96,7 +100,7 @@ class Expander {
   // in parallel), everything else is queued for classification in order.
   void Add(Pending input) {
     if (input.stat.err == 0 && S_ISDIR(input.stat.st.st_mode) && recursive_) {
-      Walk(input.path, input.stat.st);
+      Walk(input.where.path, input.stat.st);
       return;
     }
     pending_.push_back(std::move(input));
@@ -110,17 +114,20 @@ class Expander {
                                                 " is its own ancestor through a symbolic link")));
       return;
     }
-    const int fd =
-        ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow_ ? 0 : O_NOFOLLOW));
-    Dir handle(fd >= 0 ? ::fdopendir(fd) : nullptr);
+    UniqueFd fd(
+        ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow_ ? 0 : O_NOFOLLOW)));
+    // fdopendir takes ownership of the descriptor it is given, so it gets a duplicate and `fd`
+    // stays open for the *at(2) calls on the files listed.
+    Dir handle(fd ? ::fdopendir(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0)) : nullptr);
     if (!handle) {
-      const int err = errno;
-      if (fd >= 0) {
-        ::close(fd);
-      }
-      pending_.push_back(Refused(dir, ErrnoError(err, "open directory " + dir.string())));
+      pending_.push_back(Refused(dir, ErrnoError(errno, "open directory " + dir.string())));
       on_stack_.erase(key);
       return;
+    }
+    std::shared_ptr<const UniqueFd> dir_fd;
+    if (dir_fds_ < kMaxDirFds) {
+      dir_fd = std::make_shared<const UniqueFd>(std::move(fd));
+      ++dir_fds_;
     }
     struct Child {
       std::string name;
@@ -142,13 +149,13 @@ class Expander {
     std::sort(children.begin(), children.end(),
               [](const Child& a, const Child& b) { return a.name < b.name; });
     for (Child& child : children) {
-      Pending p{dir / child.name, {}, false, std::nullopt};
+      Pending p{Location{dir / child.name, dir_fd, child.name}, {}, false, std::nullopt};
       // d_type spares a stat for everything but directories (and symlinks we follow), which must
       // be known now to keep the walk in order.
       const bool maybe_dir =
           child.type == DT_DIR || child.type == DT_UNKNOWN || (follow_ && child.type == DT_LNK);
       if (maybe_dir) {
-        p.stat = StatPath(p.path, follow_);
+        p.stat = StatAt(p.where, follow_);
         p.stat_done = true;
         Add(std::move(p));
       } else {
@@ -160,17 +167,17 @@ class Expander {
 
   void Classify(Pending p) {
     if (p.error) {
-      out_.push_back(InputEntry{std::move(p.path), {}, std::move(p.error)});
+      out_.push_back(InputEntry{std::move(p.where), {}, std::move(p.error)});
       return;
     }
     if (p.stat.err != 0) {
-      Error error = ErrnoError(p.stat.err, p.path.string());
-      out_.push_back(InputEntry{std::move(p.path), {}, std::move(error)});
+      Error error = ErrnoError(p.stat.err, p.where.path.string());
+      out_.push_back(InputEntry{std::move(p.where), {}, std::move(error)});
       return;
     }
     const auto mode = p.stat.st.st_mode;
     if (S_ISREG(mode)) {
-      out_.push_back(InputEntry{std::move(p.path), IdentityOf(p.stat.st), std::nullopt});
+      out_.push_back(InputEntry{std::move(p.where), IdentityOf(p.stat.st), std::nullopt});
       return;
     }
     std::string why;
@@ -182,19 +189,23 @@ class Expander {
       why = std::string(" is ") + std::string(FileTypeName(mode)) +
             ", not a regular file; only regular files are hashed";
     }
-    Error error(ErrorCode::kInvalidArgument, p.path.string() + why);
-    out_.push_back(InputEntry{std::move(p.path), {}, std::move(error)});
+    Error error(ErrorCode::kInvalidArgument, p.where.path.string() + why);
+    out_.push_back(InputEntry{std::move(p.where), {}, std::move(error)});
   }
 
   bool recursive_;
   bool follow_;
   tbb::task_arena& arena_;
   std::set<std::pair<dev_t, ino_t>> on_stack_;
+  int dir_fds_ = 0;
   std::vector<Pending> pending_;
   std::vector<InputEntry> out_;
 };
 
 }  // namespace
+
+int Location::at_fd() const { return dir ? dir->get() : AT_FDCWD; }
+const char* Location::at_name() const { return dir ? name.c_str() : path.c_str(); }
 
 std::vector<InputEntry> ExpandInputs(std::span<const std::filesystem::path> paths, bool recursive,
                                      bool follow_symlinks, tbb::task_arena& arena) {

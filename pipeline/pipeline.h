@@ -3,7 +3,8 @@
 // Caveats:
 // - Hasher::Run calls its callback from worker threads, one call at a time (calls are serialized),
 //   in completion order, not input order: use FileOutcome::ordinal to restore input order. A slow
-//   callback stalls a worker; hand heavy work to another thread.
+//   callback stalls a worker; hand heavy work to another thread. If it throws, the Run stops and
+//   the exception propagates out of Run (files not yet delivered are then never delivered).
 // - A per-file failure (missing file, FIFO, "changed while hashing", ...) is an outcome with an
 //   error, never an exception and never a reason to stop the other files.
 // - FIFOs, sockets and devices are refused without being opened for reading, so a FIFO can never
@@ -11,10 +12,14 @@
 // - A file's digest is over the bytes read between two checks of its size and mtime; if either
 //   changed, or the file grew or shrank while it was read, the outcome is an error ("changed while
 //   hashing"), never a digest of a mix of old and new bytes.
-// - Memory is bounded by threads × read_ahead × chunk_size for reads, whatever the file sizes.
+// - Read buffers take threads × (read_ahead + 1) × chunk_size bytes, whatever the file sizes; they
+//   are kept for the Hasher's lifetime. The list of files found (about 100 bytes each) is the only
+//   memory that grows with the input.
 // - Merkle hashing is RFC 6962 / RFC 9162: leaf = SHA-256(0x00 ‖ data), node = SHA-256(0x01 ‖
 //   left ‖ right), the empty tree hashes to SHA-256(""). A leaf *hash* is never accepted where leaf
 //   *data* is meant: LeafHash is the only way to make one from bytes.
+// - The Merkle hash functions return plain hashes; if OpenSSL itself fails (out of memory, no
+//   provider) they log the OpenSSL error and abort rather than return a wrong hash.
 #ifndef SIGNET_PIPELINE_PIPELINE_H_
 #define SIGNET_PIPELINE_PIPELINE_H_
 
@@ -210,12 +215,15 @@ using NodeSource = std::function<Result<MerkleHash>(unsigned level, std::uint64_
 // RFC 9162 §2.1.3.2: checks that `leaf_hash` is leaf `index` of the tree of `size` leaves whose
 // root is `root`. Errors: kInvalidArgument (index >= size, or a proof of the wrong length),
 // kCrypto ("inclusion proof does not lead to the root").
+// WARNING: a proof does not pin the tree size (a proof for leaf 0 of 5 leaves also passes as size 6
+// against the same root); take `size` from the same signed checkpoint as `root`.
 [[nodiscard]] Status VerifyInclusion(const MerkleHash& leaf_hash, std::uint64_t index,
                                      std::uint64_t size, std::span<const MerkleHash> proof,
                                      const MerkleHash& root);
 // RFC 9162 §2.1.4.2: checks that the tree of `old_size` leaves with root `old_root` is a prefix of
 // the tree of `new_size` leaves with root `new_root`. Errors: kInvalidArgument (old_size >
-// new_size, a proof of the wrong length), kCrypto (the proof does not match a root).
+// new_size, a proof of the wrong length), kCrypto (the proof does not match a root). With
+// old_size 0, old_root must be EmptyTreeHash() and the proof empty.
 [[nodiscard]] Status VerifyConsistency(std::uint64_t old_size, std::uint64_t new_size,
                                        const MerkleHash& old_root, const MerkleHash& new_root,
                                        std::span<const MerkleHash> proof);
@@ -230,7 +238,7 @@ class MerkleTree {
   MerkleHash Root() const;
   // The perfect subtree at (level, index). Errors: kInvalidArgument when it is not within the tree.
   [[nodiscard]] Result<MerkleHash> Node(unsigned level, std::uint64_t index) const;
-  // A NodeSource over this tree (valid while the tree lives).
+  // A NodeSource over this tree: valid while the tree lives and is not moved.
   NodeSource Nodes() const;
   [[nodiscard]] Result<std::vector<MerkleHash>> InclusionProof(std::uint64_t index) const;
   [[nodiscard]] Result<std::vector<MerkleHash>> ConsistencyProof(std::uint64_t old_size) const;

@@ -5,17 +5,31 @@
 #include <tbb/task_arena.h>
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "pipeline/pipeline.h"
 
 namespace signet::pipeline::internal {
 
+// Where a file is: its path, and for files found in a walked directory, that directory's open
+// descriptor and the file's name in it, so that stat and open resolve one name instead of walking
+// the whole path again (a large share of the kernel's work per small file).
+struct Location {
+  std::filesystem::path path;
+  std::shared_ptr<const UniqueFd> dir;  // may be null: then `path` is used
+  std::string name;                     // the name within `dir`
+
+  int at_fd() const;            // for *at(2) calls: dir's descriptor, or AT_FDCWD
+  const char* at_name() const;  // name (with dir) or the whole path
+};
+
 // One file to hash, or one input refused before it was opened.
 struct InputEntry {
-  std::filesystem::path path;
+  Location where;
   FileIdentity seen;           // from lstat (stat when following symlinks); valid without error
   std::optional<Error> error;  // why this input is refused (missing, FIFO, directory, ...)
 };
