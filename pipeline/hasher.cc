@@ -37,12 +37,20 @@ FileIdentity IdentityOf(const struct stat& st) {
       static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
 }
 
-// Everything one worker thread owns: its reader (and io_uring ring) and its digest contexts.
+// A file's outcome waiting to be delivered.
+struct Done {
+  std::size_t ordinal;
+  Result<FileDigest> digest;
+};
+
+// Everything one worker thread owns: its readers (and io_uring ring) and its digest contexts.
 struct Worker {
-  std::unique_ptr<internal::FileReader> reader;        // chunked reads (io_uring or pread)
-  std::unique_ptr<internal::FileReader> small_reader;  // files of at most one chunk: one pread
+  std::unique_ptr<internal::FileReader> preader;  // pread: small files, and all with kPread
+  std::unique_ptr<internal::FileReader> uring;    // made at the first large file (kIoUring)
+  bool uring_failed = false;
   std::optional<internal::MultiDigest> digest;
   std::optional<Error> broken;  // set when the worker could not be built
+  std::vector<Done> done;       // the current unit's outcomes
 };
 
 // A unit of work: one large file, or a run of small files in input order.
@@ -68,25 +76,13 @@ struct Hasher::State {
   tbb::enumerable_thread_specific<Worker> workers{[this] { return MakeWorker(); }};
 
   Worker MakeWorker() const;
+  internal::FileReader& LargeFileReader(Worker& worker) const;
   Result<FileDigest> HashFile(const internal::InputEntry& entry, Worker& worker);
 };
 
 Worker Hasher::State::MakeWorker() const {
   Worker worker;
-  if (backend == IoBackend::kIoUring) {
-    auto reader = internal::MakeUringReader(options.chunk_size, options.read_ahead);
-    if (reader) {
-      worker.reader = std::move(*reader);
-    } else {
-      // The probe in Create succeeded, so this is a resource limit on one more ring; this thread
-      // reads with pread rather than failing its files.
-      spdlog::warn("hashing: {}; this worker reads with pread", reader.error().message());
-    }
-  }
-  worker.small_reader = internal::MakePreadReader(options.chunk_size);
-  if (!worker.reader) {
-    worker.reader = internal::MakePreadReader(options.chunk_size);
-  }
+  worker.preader = internal::MakePreadReader(options.chunk_size);
   auto digest = internal::MultiDigest::Create(options.algorithms);
   if (digest) {
     worker.digest.emplace(std::move(*digest));
@@ -94,6 +90,25 @@ Worker Hasher::State::MakeWorker() const {
     worker.broken = digest.error();
   }
   return worker;
+}
+
+internal::FileReader& Hasher::State::LargeFileReader(Worker& worker) const {
+  if (backend != IoBackend::kIoUring || worker.uring_failed) {
+    return *worker.preader;
+  }
+  if (!worker.uring) {
+    // Made lazily: a run of small files never needs a ring or its registered buffers.
+    auto reader = internal::MakeUringReader(options.chunk_size, options.read_ahead);
+    if (!reader) {
+      // The probe in Create succeeded, so this is a resource limit on one more ring; this thread
+      // reads with pread rather than failing its files.
+      spdlog::warn("hashing: {}; this worker reads with pread", reader.error().message());
+      worker.uring_failed = true;
+      return *worker.preader;
+    }
+    worker.uring = std::move(*reader);
+  }
+  return *worker.uring;
 }
 
 Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Worker& worker) {
@@ -110,7 +125,9 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
     const int err = errno;
     if (err == ELOOP && !options.follow_symlinks) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       name + " is a symbolic link, and symbolic links are not followed");
+                       name +
+                           " is a symbolic link, and symbolic links are not followed (signet "
+                           "digest -L follows them)");
     }
     return MakeError(ErrnoError(err, name));
   }
@@ -126,12 +143,12 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
   };
   Status read;
   if (size <= options.chunk_size) {
-    read = worker.small_reader->ReadAll(fd.get(), size, false, sink);
+    read = worker.preader->ReadAll(fd.get(), size, false, sink);
   } else {
     (void)::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     // Offload page copies to the kernel's workers only when a core would otherwise idle.
     const bool offload = active.load(std::memory_order_relaxed) < threads;
-    read = worker.reader->ReadAll(fd.get(), size, offload, sink);
+    read = LargeFileReader(worker).ReadAll(fd.get(), size, offload, sink);
   }
   struct stat after {};
   if (::fstat(fd.get(), &after) != 0) {
@@ -206,7 +223,7 @@ Result<Hasher> Hasher::Create(HashOptions options) {
     state->backend = IoBackend::kPread;
   } else {
     // Probe once: containers often block io_uring with seccomp.
-    auto probe = internal::MakeUringReader(options.chunk_size, options.read_ahead);
+    const Status probe = internal::ProbeUring();
     if (probe) {
       state->backend = IoBackend::kIoUring;
     } else if (options.backend == IoBackend::kIoUring) {
@@ -243,16 +260,20 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
 
   RunStats stats;
   std::mutex deliver_mu;  // serializes on_file and guards stats
-  const auto deliver = [&](std::size_t ordinal, Result<FileDigest> digest) {
+  // Delivers a unit's outcomes under one lock: with thousands of small files, a lock per file
+  // makes the workers queue behind each other.
+  const auto deliver = [&](std::span<Done> done) {
     std::lock_guard lock(deliver_mu);
-    if (digest) {
-      ++stats.files_ok;
-      stats.bytes += digest->size();
-    } else {
-      ++stats.files_failed;
+    for (Done& d : done) {
+      if (d.digest) {
+        ++stats.files_ok;
+        stats.bytes += d.digest->size();
+      } else {
+        ++stats.files_failed;
+      }
+      s.files_done.fetch_add(1, std::memory_order_relaxed);
+      on_file(FileOutcome{d.ordinal, entries[d.ordinal].where.path, std::move(d.digest)});
     }
-    s.files_done.fetch_add(1, std::memory_order_relaxed);
-    on_file(FileOutcome{ordinal, entries[ordinal].where.path, std::move(digest)});
   };
 
   // Units: each large file alone, small files in runs of input order. Largest first, so that a
@@ -283,11 +304,13 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
   s.bytes_total = total;
   s.files_total = entries.size();
 
+  std::vector<Done> refused;
   for (std::size_t i = 0; i < entries.size(); ++i) {
     if (entries[i].error) {
-      deliver(i, MakeError(*entries[i].error));
+      refused.push_back(Done{i, MakeError(*entries[i].error)});
     }
   }
+  deliver(refused);
 
   s.arena.execute([&] {
     tbb::parallel_for(
@@ -295,6 +318,7 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
         [&](const tbb::blocked_range<std::size_t>& range) {
           Worker& worker = s.workers.local();
           for (std::size_t u = range.begin(); u != range.end(); ++u) {
+            worker.done.clear();
             for (std::size_t i = units[u].first; i < units[u].first + units[u].count; ++i) {
               s.active.fetch_add(1, std::memory_order_relaxed);
               Result<FileDigest> digest = MakeError(ErrorCode::kInternal, "not hashed");
@@ -305,8 +329,9 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
                                    entries[i].where.path.string() + ": " + e.what());
               }
               s.active.fetch_sub(1, std::memory_order_relaxed);
-              deliver(i, std::move(digest));
+              worker.done.push_back(Done{i, std::move(digest)});
             }
+            deliver(worker.done);
           }
         },
         tbb::simple_partitioner());

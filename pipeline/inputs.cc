@@ -24,22 +24,9 @@ struct FnDeleter {
 };
 using Dir = std::unique_ptr<DIR, FnDeleter<&closedir>>;
 
-struct Stat {
-  int err = 0;  // errno of lstat/stat, 0 on success
-  struct stat st {};
-};
-
 // Directory descriptors kept open for *at(2) calls; past this many, files use whole paths (so a
 // tree of many directories cannot run the process out of descriptors).
 constexpr int kMaxDirFds = 256;
-
-Stat StatAt(const Location& where, bool follow) {
-  Stat s;
-  if (::fstatat(where.at_fd(), where.at_name(), &s.st, follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
-    s.err = errno;
-  }
-  return s;
-}
 
 FileIdentity IdentityOf(const struct stat& st) {
   return FileIdentity{
@@ -48,70 +35,101 @@ FileIdentity IdentityOf(const struct stat& st) {
       static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
 }
 
-// A path still to be classified: its stat is filled in by the parallel pass.
-struct Pending {
-  Location where;
-  Stat stat;
-  bool stat_done = false;
-  std::optional<Error> error;  // refused while walking (unreadable directory, loop)
-};
-
-Pending Refused(const std::filesystem::path& path, Error error) {
-  return Pending{Location{path, nullptr, {}}, {}, true, std::move(error)};
+InputEntry Refused(std::filesystem::path path, Error error) {
+  InputEntry entry{Location{std::move(path), nullptr, {}}, {}, std::move(error)};
+  entry.stat_done = true;
+  return entry;
 }
 
+// Expander lists inputs in three steps: stat every named path (in parallel), walk the directories
+// among them in order (when recursive), then stat what the walks found (in parallel). Each entry is
+// classified right after its stat, on the thread that made it.
 class Expander {
  public:
   Expander(bool recursive, bool follow, tbb::task_arena& arena)
       : recursive_(recursive), follow_(follow), arena_(arena) {}
 
   std::vector<InputEntry> Run(std::span<const std::filesystem::path> paths) {
-    std::vector<Pending> inputs(paths.size());
+    std::vector<InputEntry> inputs(paths.size());
     for (std::size_t i = 0; i < paths.size(); ++i) {
       inputs[i].where.path = paths[i];
     }
     StatAll(inputs);
-    for (Pending& input : inputs) {
+    const bool any_walk = recursive_ && std::any_of(inputs.begin(), inputs.end(), [](auto& e) {
+                            return !e.error && S_ISDIR(e.mode);
+                          });
+    if (!any_walk) {
+      return inputs;
+    }
+    out_.reserve(inputs.size());
+    for (InputEntry& input : inputs) {
       Add(std::move(input));
     }
-    StatAll(pending_);
-    out_.reserve(pending_.size());
-    for (Pending& p : pending_) {
-      Classify(std::move(p));
-    }
+    StatAll(out_);
     return std::move(out_);
   }
 
  private:
-  void StatAll(std::vector<Pending>& items) {
+  void StatAll(std::vector<InputEntry>& items) {
     arena_.execute([&] {
       tbb::parallel_for(tbb::blocked_range<std::size_t>(0, items.size(), 256), [&](const auto& r) {
         for (std::size_t i = r.begin(); i != r.end(); ++i) {
           if (!items[i].stat_done) {
-            items[i].stat = StatAt(items[i].where, follow_);
-            items[i].stat_done = true;
+            StatAndClassify(items[i]);
           }
         }
       });
     });
   }
 
-  // Adds an input whose stat is known: directories are walked now (their files are stat'ed later,
-  // in parallel), everything else is queued for classification in order.
-  void Add(Pending input) {
-    if (input.stat.err == 0 && S_ISDIR(input.stat.st.st_mode) && recursive_) {
-      Walk(input.where.path, input.stat.st);
+  // Fills in the entry's identity and type, or its error when it cannot be hashed. A directory is
+  // left unclassified when recursing: the walk takes it.
+  void StatAndClassify(InputEntry& entry) const {
+    entry.stat_done = true;
+    struct stat st {};
+    const Location& where = entry.where;
+    if (::fstatat(where.at_fd(), where.at_name(), &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
+      entry.error = ErrnoError(errno, where.path.string());
       return;
     }
-    pending_.push_back(std::move(input));
+    entry.mode = st.st_mode;
+    if (S_ISREG(st.st_mode)) {
+      entry.seen = IdentityOf(st);
+      return;
+    }
+    if (S_ISDIR(st.st_mode) && recursive_) {
+      entry.seen = IdentityOf(st);  // device and inode guard the walk against loops
+      return;
+    }
+    std::string why;
+    if (S_ISDIR(st.st_mode)) {
+      why = " is a directory; ask for recursion (signet digest -r) to hash the files in it";
+    } else if (S_ISLNK(st.st_mode)) {
+      why =
+          " is a symbolic link, and symbolic links are not followed (signet digest -L follows "
+          "them)";
+    } else {
+      why = std::string(" is ") + std::string(FileTypeName(st.st_mode)) +
+            ", not a regular file; only regular files are hashed";
+    }
+    entry.error = Error(ErrorCode::kInvalidArgument, where.path.string() + why);
   }
 
-  void Walk(const std::filesystem::path& dir, const struct stat& st) {
-    const auto key = std::make_pair(st.st_dev, st.st_ino);
+  // Adds a stat'ed entry in order: a directory is replaced by its walk, anything else kept.
+  void Add(InputEntry entry) {
+    if (!entry.error && S_ISDIR(entry.mode)) {
+      Walk(entry.where.path, entry.seen);
+      return;
+    }
+    out_.push_back(std::move(entry));
+  }
+
+  void Walk(const std::filesystem::path& dir, const FileIdentity& id) {
+    const auto key = std::make_pair(id.device, id.inode);
     if (!on_stack_.insert(key).second) {
-      pending_.push_back(Refused(dir, Error(ErrorCode::kInvalidArgument,
-                                            "directory loop: " + dir.string() +
-                                                " is its own ancestor through a symbolic link")));
+      out_.push_back(Refused(dir, Error(ErrorCode::kInvalidArgument,
+                                        "directory loop: " + dir.string() +
+                                            " is its own ancestor through a symbolic link")));
       return;
     }
     UniqueFd fd(
@@ -120,7 +138,7 @@ class Expander {
     // stays open for the *at(2) calls on the files listed.
     Dir handle(fd ? ::fdopendir(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0)) : nullptr);
     if (!handle) {
-      pending_.push_back(Refused(dir, ErrnoError(errno, "open directory " + dir.string())));
+      out_.push_back(Refused(dir, ErrnoError(errno, "open directory " + dir.string())));
       on_stack_.erase(key);
       return;
     }
@@ -143,62 +161,32 @@ class Expander {
       errno = 0;
     }
     if (errno != 0) {
-      pending_.push_back(Refused(dir, ErrnoError(errno, "read directory " + dir.string())));
+      out_.push_back(Refused(dir, ErrnoError(errno, "read directory " + dir.string())));
     }
     handle.reset();
     std::sort(children.begin(), children.end(),
               [](const Child& a, const Child& b) { return a.name < b.name; });
     for (Child& child : children) {
-      Pending p{Location{dir / child.name, dir_fd, child.name}, {}, false, std::nullopt};
-      // d_type spares a stat for everything but directories (and symlinks we follow), which must
-      // be known now to keep the walk in order.
+      InputEntry entry{Location{dir / child.name, dir_fd, std::move(child.name)}, {}, {}};
+      // d_type spares a stat now for everything but directories (and symlinks we follow), which
+      // must be known at once to keep the walk in order; the rest are stat'ed later, in parallel.
       const bool maybe_dir =
           child.type == DT_DIR || child.type == DT_UNKNOWN || (follow_ && child.type == DT_LNK);
       if (maybe_dir) {
-        p.stat = StatAt(p.where, follow_);
-        p.stat_done = true;
-        Add(std::move(p));
+        StatAndClassify(entry);
+        Add(std::move(entry));
       } else {
-        pending_.push_back(std::move(p));
+        out_.push_back(std::move(entry));
       }
     }
     on_stack_.erase(key);
   }
 
-  void Classify(Pending p) {
-    if (p.error) {
-      out_.push_back(InputEntry{std::move(p.where), {}, std::move(p.error)});
-      return;
-    }
-    if (p.stat.err != 0) {
-      Error error = ErrnoError(p.stat.err, p.where.path.string());
-      out_.push_back(InputEntry{std::move(p.where), {}, std::move(error)});
-      return;
-    }
-    const auto mode = p.stat.st.st_mode;
-    if (S_ISREG(mode)) {
-      out_.push_back(InputEntry{std::move(p.where), IdentityOf(p.stat.st), std::nullopt});
-      return;
-    }
-    std::string why;
-    if (S_ISDIR(mode)) {
-      why = " is a directory; ask for recursion (signet digest -r) to hash the files in it";
-    } else if (S_ISLNK(mode)) {
-      why = " is a symbolic link, and symbolic links are not followed";
-    } else {
-      why = std::string(" is ") + std::string(FileTypeName(mode)) +
-            ", not a regular file; only regular files are hashed";
-    }
-    Error error(ErrorCode::kInvalidArgument, p.where.path.string() + why);
-    out_.push_back(InputEntry{std::move(p.where), {}, std::move(error)});
-  }
-
   bool recursive_;
   bool follow_;
   tbb::task_arena& arena_;
-  std::set<std::pair<dev_t, ino_t>> on_stack_;
+  std::set<std::pair<std::uint64_t, std::uint64_t>> on_stack_;
   int dir_fds_ = 0;
-  std::vector<Pending> pending_;
   std::vector<InputEntry> out_;
 };
 

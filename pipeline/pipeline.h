@@ -15,6 +15,9 @@
 // - Read buffers take threads × (read_ahead + 1) × chunk_size bytes, whatever the file sizes; they
 //   are kept for the Hasher's lifetime. The list of files found (about 100 bytes each) is the only
 //   memory that grows with the input.
+// - The one thing the pipeline logs (io_uring refused, falling back to pread) goes to spdlog's
+//   default logger, which writes to stdout unless the program points it elsewhere: a tool whose
+//   stdout is data (signet digest) must send it to stderr.
 // - Merkle hashing is RFC 6962 / RFC 9162: leaf = SHA-256(0x00 ‖ data), node = SHA-256(0x01 ‖
 //   left ‖ right), the empty tree hashes to SHA-256(""). A leaf *hash* is never accepted where leaf
 //   *data* is meant: LeafHash is the only way to make one from bytes.
@@ -151,7 +154,8 @@ class Hasher {
   ~Hasher();
 
   // Hashes every file named by `paths` (and, with `recursive`, every file under the directories
-  // among them), calling `on_file` once per file as soon as it is done. Returns when all are done.
+  // among them), calling `on_file` once per file as soon as it is done (small files are hashed in
+  // groups of up to 64 and delivered when their group is done). Returns when all are done.
   RunStats Run(std::span<const std::filesystem::path> paths, const OutcomeCallback& on_file);
 
   // The backend in use: kIoUring or kPread (never kAuto).

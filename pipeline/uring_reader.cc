@@ -19,6 +19,15 @@ struct FreeDeleter {
 
 std::string Strerror(int err) { return std::system_category().message(err); }
 
+Error UnavailableError(int err) {
+  return Error(ErrorCode::kUnavailable,
+               "io_uring is unavailable: io_uring_queue_init: " + Strerror(err) +
+                   (err == EPERM || err == ENOSYS
+                        ? " (blocked by seccomp, a container runtime, or kernel.io_uring_disabled)"
+                        : ""),
+               ErrorDomain::kErrno, err);
+}
+
 // UringReader keeps up to `depth` reads of one file in flight: while the caller hashes chunk k,
 // chunks k+1 .. k+depth-1 are being read. Buffer i belongs to slot i; a slot is refilled only after
 // its chunk has been consumed, so bytes reach the sink in file order.
@@ -36,13 +45,7 @@ class UringReader final : public FileReader {
   Status Init() {
     const unsigned depth = static_cast<unsigned>(slots_.size());
     if (const int ret = io_uring_queue_init(depth, &ring_, 0); ret < 0) {
-      return MakeError(Error(
-          ErrorCode::kUnavailable,
-          "io_uring is unavailable: io_uring_queue_init: " + Strerror(-ret) +
-              (ret == -EPERM || ret == -ENOSYS ? " (blocked by seccomp, a container runtime, or "
-                                                 "kernel.io_uring_disabled)"
-                                               : ""),
-          ErrorDomain::kErrno, -ret));
+      return MakeError(UnavailableError(-ret));
     }
     ring_ready_ = true;
     // aligned_alloc wants a size that is a multiple of the alignment.
@@ -200,6 +203,15 @@ class UringReader final : public FileReader {
 };
 
 }  // namespace
+
+Status ProbeUring() {
+  io_uring ring{};
+  if (const int ret = io_uring_queue_init(2, &ring, 0); ret < 0) {
+    return MakeError(UnavailableError(-ret));
+  }
+  io_uring_queue_exit(&ring);
+  return OkStatus();
+}
 
 Result<std::unique_ptr<FileReader>> MakeUringReader(std::size_t chunk_size, unsigned depth) {
   auto reader = std::make_unique<UringReader>(chunk_size, depth);

@@ -1,12 +1,34 @@
-// appliance/cli/cli.h: the `signet` client.
+// appliance/cli/cli.h: the `signet` client, a command-line program; its interface is its command
+// line and its output, summed up here. The code behind it lives in appliance/cli/internal/ and is
+// linked only into the `signet` executable and tests/cli.
 //
-// Not built yet: the client's subcommands (`sign`, `digest`, `verify`, `keys`, `admin ...`,
-// `audit ...`) will live here. It may use: pipeline, formats, base.
+// `signet digest [-a ALGO]... [-r] [--jobs N] [--backend B] [--chunk-size BYTES] [--json] PATH...`
+// hashes files where they are. `signet digest --check FILE` verifies a checksum file.
+//
+// Caveats:
+// - With one algorithm, output lines are byte-compatible with GNU coreutils 9.1 `sha256sum`
+//   (`sha384sum`, `sha512sum`, `b2sum`): "HEX  NAME", and a name holding '\\', '\n' or '\r' gets
+//   the line prefixed with '\\' and those characters escaped. Names are otherwise printed as raw
+//   bytes, UTF-8 or not. With several algorithms (or --tag), lines are BSD tagged
+//   "SHA256 (NAME) = HEX", one per algorithm per file.
+// - Lines come in input order (directory entries in byte order of names), whatever order the files
+//   finish in: output is deterministic.
+// - A per-file failure goes to stderr as "signet: NAME: MESSAGE" and the other files carry on.
+// - --json prints one JSON object per line per file; a name that is not valid UTF-8 is given with
+//   U+FFFD replacement characters in "path" and its raw bytes in "path_hex".
+// - A progress line is drawn on stderr only when stderr is a terminal.
+// - stdout is block-buffered (1 MiB) unless it is a terminal; a write error (full disk, closed
+//   pipe) is reported and makes the exit status 1.
 #ifndef SIGNET_APPLIANCE_CLI_CLI_H_
 #define SIGNET_APPLIANCE_CLI_CLI_H_
 
-#include "appliance/base/base.h"
+namespace signet::cli {
 
-namespace signet::cli {}  // namespace signet::cli
+// Exit statuses of every `signet` subcommand.
+inline constexpr int kExitOk = 0;      // everything asked for was done and verified
+inline constexpr int kExitFailed = 1;  // something failed: a file, a check, a write
+inline constexpr int kExitUsage = 2;   // bad command line: nothing was done
+
+}  // namespace signet::cli
 
 #endif  // SIGNET_APPLIANCE_CLI_CLI_H_

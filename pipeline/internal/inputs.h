@@ -32,6 +32,9 @@ struct InputEntry {
   Location where;
   FileIdentity seen;           // from lstat (stat when following symlinks); valid without error
   std::optional<Error> error;  // why this input is refused (missing, FIFO, directory, ...)
+  // While expanding only: the file's type bits, and whether it has been stat'ed yet.
+  unsigned mode = 0;
+  bool stat_done = false;
 };
 
 // ExpandInputs returns one entry per file in input order, directory entries in byte order of their

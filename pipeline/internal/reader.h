@@ -41,6 +41,10 @@ std::unique_ptr<FileReader> MakePreadReader(std::size_t chunk_size);
 [[nodiscard]] Result<std::unique_ptr<FileReader>> MakeUringReader(std::size_t chunk_size,
                                                                   unsigned depth);
 
+// Checks that the kernel lets this process set up an io_uring (a tiny ring, made and dropped).
+// Errors: kUnavailable with the reason, as MakeUringReader.
+[[nodiscard]] Status ProbeUring();
+
 // The error both readers return when a file is shorter than it was when reading began.
 Error ChangedWhileHashing(std::string_view what);
 

@@ -1,0 +1,33 @@
+// Private to appliance/cli: the shape every `signet` subcommand has, so that main.cc only lists
+// them. A subcommand lives in its own files and adds itself with a MakeXxxCommand() factory.
+#ifndef SIGNET_APPLIANCE_CLI_INTERNAL_COMMAND_H_
+#define SIGNET_APPLIANCE_CLI_INTERNAL_COMMAND_H_
+
+#include <CLI/CLI.hpp>
+#include <memory>
+
+#include "appliance/cli/internal/console.h"
+
+namespace signet::cli {
+
+// Command is one subcommand: it declares its options on a CLI11 subcommand, then runs once the
+// command line has been parsed. Not thread-safe; used by main only.
+class Command {
+ public:
+  virtual ~Command() = default;
+
+  // Adds the subcommand and its options to `parent` and returns it. The returned App and the
+  // variables its options write to must outlive parsing: they belong to this Command.
+  virtual CLI::App* Register(CLI::App& parent) = 0;
+
+  // Runs the parsed command and returns the process exit status (kExitOk, kExitFailed,
+  // kExitUsage). Output goes through `console` only.
+  virtual int Run(Console& console) = 0;
+};
+
+// `signet digest`: hashes files, or checks a checksum file (digest_command.cc).
+std::unique_ptr<Command> MakeDigestCommand();
+
+}  // namespace signet::cli
+
+#endif  // SIGNET_APPLIANCE_CLI_INTERNAL_COMMAND_H_
