@@ -15,13 +15,6 @@
 namespace signet::pipeline::internal {
 namespace {
 
-template <auto kFree>
-struct FnDeleter {
-  template <class T>
-  void operator()(T* p) const {
-    kFree(p);
-  }
-};
 using Dir = std::unique_ptr<DIR, FnDeleter<&closedir>>;
 
 // Directory descriptors kept open for *at(2) calls; past this many, files use whole paths (so a

@@ -14,10 +14,6 @@ Error ChangedWhileHashing(std::string_view what) {
 
 namespace {
 
-struct FreeDeleter {
-  void operator()(std::uint8_t* p) const { std::free(p); }
-};
-
 class PreadReader final : public FileReader {
  public:
   explicit PreadReader(std::size_t chunk_size)
@@ -53,7 +49,7 @@ class PreadReader final : public FileReader {
   static std::size_t RoundUp(std::size_t n) { return (n + 4095) / 4096 * 4096; }
 
   std::size_t chunk_size_;
-  std::unique_ptr<std::uint8_t, FreeDeleter> buffer_;
+  std::unique_ptr<std::uint8_t, FnDeleter<&std::free>> buffer_;
 };
 
 }  // namespace

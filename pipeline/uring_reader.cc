@@ -13,10 +13,6 @@
 namespace signet::pipeline::internal {
 namespace {
 
-struct FreeDeleter {
-  void operator()(std::uint8_t* p) const { std::free(p); }
-};
-
 std::string Strerror(int err) { return std::system_category().message(err); }
 
 Error UnavailableError(int err) {
@@ -192,7 +188,7 @@ class UringReader final : public FileReader {
 
   std::size_t chunk_size_;
   std::vector<Slot> slots_;
-  std::unique_ptr<std::uint8_t, FreeDeleter> buffers_;
+  std::unique_ptr<std::uint8_t, FnDeleter<&std::free>> buffers_;
   io_uring ring_{};
   bool ring_ready_ = false;
   bool registered_ = false;

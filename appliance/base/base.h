@@ -138,6 +138,18 @@ inline std::span<const std::uint8_t> AsBytes(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
+// ---- RAII over C handles ---------------------------------------------------------------------
+
+// FnDeleter lets std::unique_ptr free a C handle with the library's own function:
+//   using EvpMdCtx = std::unique_ptr<EVP_MD_CTX, FnDeleter<&EVP_MD_CTX_free>>;
+template <auto kFree>
+struct FnDeleter {
+  template <class T>
+  void operator()(T* p) const {
+    kFree(p);
+  }
+};
+
 // ---- UniqueFd ----------------------------------------------------------------------------------
 
 // UniqueFd owns a file descriptor and closes it when destroyed. Move-only; not thread-safe.

@@ -238,19 +238,7 @@ std::optional<ChecksumEntry> ChecksumParser::Parse(std::string_view line) {
   }
   std::string_view name = rest.substr(name_start);
 
-  std::optional<DigestAlgorithm> algorithm = AlgorithmFor(std::nullopt, hex_length);
-  if (!algorithm) {
-    return std::nullopt;
-  }
-  auto expected = HexDecode(hex);
-  if (!expected) {
-    return std::nullopt;
-  }
-  std::optional<std::string> path = TakeName(name, escaped);
-  if (!path) {
-    return std::nullopt;
-  }
-  return ChecksumEntry{std::move(*path), *algorithm, std::move(*expected)};
+  return MakeEntry(std::nullopt, hex, name, escaped);
 }
 
 std::optional<ChecksumEntry> ChecksumParser::ParseTagged(std::string_view rest, DigestAlgorithm tag,
@@ -276,6 +264,12 @@ std::optional<ChecksumEntry> ChecksumParser::ParseTagged(std::string_view rest, 
   if (hex.empty() || !std::all_of(hex.begin(), hex.end(), IsHexDigit)) {
     return std::nullopt;
   }
+  return MakeEntry(tag, hex, name, escaped);
+}
+
+std::optional<ChecksumEntry> ChecksumParser::MakeEntry(std::optional<DigestAlgorithm> tag,
+                                                       std::string_view hex, std::string_view name,
+                                                       bool escaped) const {
   std::optional<DigestAlgorithm> algorithm = AlgorithmFor(tag, hex.size());
   if (!algorithm) {
     return std::nullopt;

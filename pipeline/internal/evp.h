@@ -12,13 +12,6 @@
 
 namespace signet::pipeline::internal {
 
-template <auto kFree>
-struct FnDeleter {
-  template <class T>
-  void operator()(T* p) const {
-    kFree(p);
-  }
-};
 using EvpMdCtx = std::unique_ptr<EVP_MD_CTX, FnDeleter<&EVP_MD_CTX_free>>;
 
 // The EVP_MD for `algorithm`, fetched once per process (never freed).

@@ -68,6 +68,9 @@ class ChecksumParser {
                                               std::size_t hex_length) const;
   std::optional<ChecksumEntry> ParseTagged(std::string_view rest, DigestAlgorithm tag,
                                            bool escaped) const;
+  // The entry for a line's parts, once its form is known; nullopt when they do not make one.
+  std::optional<ChecksumEntry> MakeEntry(std::optional<DigestAlgorithm> tag, std::string_view hex,
+                                         std::string_view name, bool escaped) const;
 
   std::vector<DigestAlgorithm> allowed_;
   int bsd_reversed_ = -1;  // -1: not yet known, 0: GNU lines, 1: reversed BSD lines
