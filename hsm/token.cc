@@ -1,0 +1,419 @@
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "hsm/hsm.h"
+#include "hsm/internal/keys.h"
+#include "hsm/internal/p11.h"
+
+namespace signet::hsm {
+
+using internal::CkError;
+using internal::SessionPool;
+
+namespace {
+
+constexpr unsigned kMaxSessions = 64;
+constexpr int kMaxRetries = 3;
+constexpr std::chrono::milliseconds kFirstBackoff{10};
+constexpr std::size_t kMaxSignatureBytes = 1024;  // RSA-4096 is 512
+
+struct Job {
+  std::shared_ptr<const KeyHandle> key;
+  SignSpec spec;
+  std::vector<Bytes> inputs;
+  JobCallback done;
+};
+
+std::string TrimLabel(const CK_UTF8CHAR* label, std::size_t size) {
+  std::string out(reinterpret_cast<const char*>(label), size);
+  while (!out.empty() && (out.back() == ' ' || out.back() == '\0')) {
+    out.pop_back();
+  }
+  return out;
+}
+
+// Finds the slot whose token is labelled `label`. Errors: kNotFound listing the labels present.
+Result<CK_SLOT_ID> FindSlot(CK_FUNCTION_LIST* fn, const std::string& label) {
+  CK_ULONG count = 0;
+  if (CK_RV rv = fn->C_GetSlotList(CK_TRUE, nullptr, &count); rv != CKR_OK) {
+    return MakeError(CkError(rv, "C_GetSlotList"));
+  }
+  std::vector<CK_SLOT_ID> slots(count);
+  if (CK_RV rv = fn->C_GetSlotList(CK_TRUE, slots.data(), &count); rv != CKR_OK) {
+    return MakeError(CkError(rv, "C_GetSlotList"));
+  }
+  slots.resize(count);
+  std::string present;
+  for (CK_SLOT_ID slot : slots) {
+    CK_TOKEN_INFO info{};
+    if (fn->C_GetTokenInfo(slot, &info) != CKR_OK) {
+      continue;
+    }
+    const std::string name = TrimLabel(info.label, sizeof info.label);
+    if (name == label) {
+      return slot;
+    }
+    present.append(present.empty() ? "" : ", ").append("'" + name + "'");
+  }
+  return MakeError(ErrorCode::kNotFound, "no token labelled '" + label + "' (tokens present: " +
+                                             (present.empty() ? "none" : present) + ")");
+}
+
+}  // namespace
+
+struct Token::State {
+  TokenConfig config;
+  std::shared_ptr<internal::Module> module;
+  std::unique_ptr<SessionPool> pool;
+
+  std::mutex mu;  // guards the queue, stopping and stats
+  std::condition_variable work;
+  std::deque<Job> queue;
+  bool stopping = false;
+  Stats stats;
+  std::vector<std::thread> workers;
+
+  std::mutex keys_mu;  // guards public_keys
+  std::map<std::uint64_t, std::shared_ptr<internal::EvpPkey>> public_keys;
+
+  void WorkerLoop();
+  Result<Signatures> RunJob(SessionPool::Lease& lease, const Job& job);
+  // Signs one prepared input, reopening a lost session and retrying at most kMaxRetries times.
+  Result<Bytes> SignOne(SessionPool::Lease& lease, const KeyHandle& key, SignSpec spec,
+                        std::span<const std::uint8_t> data);
+  Result<std::shared_ptr<internal::EvpPkey>> PublicKeyFor(const KeyHandle& key);
+  void Remember(const KeyHandle& key);
+};
+
+Result<std::unique_ptr<Token>> Token::Open(const TokenConfig& config) {
+  if (config.sessions < 1 || config.sessions > kMaxSessions) {
+    return MakeError(ErrorCode::kInvalidArgument, "sessions = " + std::to_string(config.sessions) +
+                                                      " is out of range; use 1 to " +
+                                                      std::to_string(kMaxSessions));
+  }
+  if (config.queue_capacity < 1 || config.jobs_per_wakeup < 1) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "queue capacity and jobs per wake-up must be at least 1");
+  }
+  if (config.token_label.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "no token label configured");
+  }
+  auto pin = ReadSecretFile(config.pin_file);
+  if (!pin) {
+    return MakeError(std::move(pin).error().WithContext("the token's PIN file"));
+  }
+  auto state = std::make_unique<State>();
+  state->config = config;
+  SIGNET_ASSIGN_OR_RETURN(state->module, internal::Module::Load(config.module));
+  SIGNET_ASSIGN_OR_RETURN(CK_SLOT_ID slot, FindSlot(state->module->fn(), config.token_label));
+  SIGNET_ASSIGN_OR_RETURN(state->pool,
+                          SessionPool::Open(state->module, slot, std::move(*pin), config.sessions));
+  for (unsigned i = 0; i < config.sessions; ++i) {
+    state->workers.emplace_back([s = state.get()] { s->WorkerLoop(); });
+  }
+  return std::unique_ptr<Token>(new Token(std::move(state)));  // NOLINT: private constructor
+}
+
+Token::Token(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Token::~Token() {
+  {
+    std::lock_guard lock(state_->mu);
+    state_->stopping = true;  // workers finish what is queued, then exit
+  }
+  state_->work.notify_all();
+  for (std::thread& worker : state_->workers) {
+    worker.join();
+  }
+}
+
+Result<KeyHandle> Token::GenerateKey(std::string_view label, KeyType type) {
+  SIGNET_ASSIGN_OR_RETURN(SessionPool::Lease lease, state_->pool->Acquire(Deadline::Never()));
+  SIGNET_ASSIGN_OR_RETURN(
+      KeyHandle key, internal::GenerateKeyPair(state_->pool->fn(), lease.handle(), label, type));
+  state_->Remember(key);
+  return key;
+}
+
+Result<KeyHandle> Token::FindKey(std::string_view label) {
+  SIGNET_ASSIGN_OR_RETURN(SessionPool::Lease lease, state_->pool->Acquire(Deadline::Never()));
+  SIGNET_ASSIGN_OR_RETURN(KeyHandle key,
+                          internal::FindKeyPair(state_->pool->fn(), lease.handle(), label));
+  state_->Remember(key);
+  return key;
+}
+
+Status Token::Submit(const KeyHandle& key, SignSpec spec, std::vector<Bytes> inputs,
+                     JobCallback done) {
+  if (!internal::SchemeFits(key.type, spec.scheme)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "key '" + key.label + "' (" + std::string(KeyTypeName(key.type)) +
+                         ") cannot sign with " + std::string(SchemeName(spec.scheme)));
+  }
+  if (inputs.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument, "nothing to sign");
+  }
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const std::size_t size = inputs[i].size();
+    if (spec.scheme == Scheme::kEd25519 ? size > kMaxEd25519Message
+                                        : size != HashLength(spec.hash)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       spec.scheme == Scheme::kEd25519
+                           ? "input " + std::to_string(i) + " is " + std::to_string(size) +
+                                 " bytes; Ed25519 messages are at most " +
+                                 std::to_string(kMaxEd25519Message)
+                           : "digest " + std::to_string(i) + " is " + std::to_string(size) +
+                                 " bytes; a " + std::string(HashName(spec.hash)) + " digest is " +
+                                 std::to_string(HashLength(spec.hash)));
+    }
+  }
+  {
+    std::lock_guard lock(state_->mu);
+    if (state_->stopping) {
+      return MakeError(ErrorCode::kUnavailable, "the HSM token is closing");
+    }
+    if (state_->queue.size() >= state_->config.queue_capacity) {
+      return MakeError(ErrorCode::kUnavailable, "the HSM signing queue is full (" +
+                                                    std::to_string(state_->config.queue_capacity) +
+                                                    " jobs waiting); try again shortly");
+    }
+    state_->queue.push_back(
+        Job{std::make_shared<const KeyHandle>(key), spec, std::move(inputs), std::move(done)});
+  }
+  state_->work.notify_one();
+  return OkStatus();
+}
+
+Result<Signatures> Token::Sign(const KeyHandle& key, SignSpec spec, std::vector<Bytes> inputs,
+                               Deadline deadline) {
+  // Shared: a job that outlives the deadline still has somewhere to put its result.
+  auto promise = std::make_shared<std::promise<Result<Signatures>>>();
+  std::future<Result<Signatures>> future = promise->get_future();
+  SIGNET_RETURN_IF_ERROR(Submit(key, spec, std::move(inputs), [promise](Result<Signatures> r) {
+    promise->set_value(std::move(r));
+  }));
+  if (!deadline.IsNever() && future.wait_until(deadline.when()) == std::future_status::timeout) {
+    return MakeError(ErrorCode::kDeadlineExceeded,
+                     "the HSM did not sign before the deadline (queue depth " +
+                         std::to_string(stats().queue_depth) + ")");
+  }
+  return future.get();
+}
+
+Token::Stats Token::stats() const {
+  std::lock_guard lock(state_->mu);
+  Stats out = state_->stats;
+  out.queue_depth = state_->queue.size();
+  out.sessions_reopened = state_->pool->reopened();
+  return out;
+}
+
+void Token::State::Remember(const KeyHandle& key) {
+  auto parsed = internal::ParseSpki(key.public_key.spki_der);
+  if (parsed) {
+    std::lock_guard lock(keys_mu);
+    public_keys[key.private_object] = std::make_shared<internal::EvpPkey>(std::move(*parsed));
+  }
+}
+
+Result<std::shared_ptr<internal::EvpPkey>> Token::State::PublicKeyFor(const KeyHandle& key) {
+  {
+    std::lock_guard lock(keys_mu);
+    if (auto it = public_keys.find(key.private_object); it != public_keys.end()) {
+      return it->second;
+    }
+  }
+  SIGNET_ASSIGN_OR_RETURN(internal::EvpPkey parsed, internal::ParseSpki(key.public_key.spki_der));
+  auto shared = std::make_shared<internal::EvpPkey>(std::move(parsed));
+  std::lock_guard lock(keys_mu);
+  public_keys[key.private_object] = shared;
+  return shared;
+}
+
+void Token::State::WorkerLoop() {
+  std::vector<Job> batch;
+  for (;;) {
+    {
+      std::unique_lock lock(mu);
+      work.wait(lock, [&] { return stopping || !queue.empty(); });
+      if (queue.empty()) {
+        return;  // stopping, and nothing left to do
+      }
+      // Several jobs per wake-up: under load a worker pays the lock and the lease once for many.
+      while (!queue.empty() && batch.size() < config.jobs_per_wakeup) {
+        batch.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+    }
+    auto lease = pool->Acquire(Deadline::Never());
+    for (Job& job : batch) {
+      Result<Signatures> result =
+          lease ? RunJob(*lease, job) : Result<Signatures>(tl::unexpected(lease.error()));
+      {
+        std::lock_guard lock(mu);
+        if (result) {
+          stats.signatures += result->size();
+        } else {
+          ++stats.jobs_failed;
+        }
+      }
+      job.done(std::move(result));
+    }
+    batch.clear();
+  }
+}
+
+Result<Signatures> Token::State::RunJob(SessionPool::Lease& lease, const Job& job) {
+  const KeyHandle& key = *job.key;
+  // RSA signatures are always checked: a faulty CRT computation would leak the private key.
+  const bool verify = config.verify == VerifyPolicy::kAll || job.spec.scheme == Scheme::kRsaPkcs1 ||
+                      job.spec.scheme == Scheme::kRsaPss;
+  std::shared_ptr<internal::EvpPkey> public_key;
+  if (verify) {
+    SIGNET_ASSIGN_OR_RETURN(public_key, PublicKeyFor(key));
+  }
+  Signatures signatures;
+  signatures.reserve(job.inputs.size());
+  for (const Bytes& input : job.inputs) {
+    const Bytes data = internal::SignInput(job.spec, input);
+    SIGNET_ASSIGN_OR_RETURN(Bytes raw, SignOne(lease, key, job.spec, data));
+    SIGNET_ASSIGN_OR_RETURN(Bytes signature, internal::FinishSignature(key.type, job.spec, raw));
+    if (verify) {
+      SIGNET_RETURN_IF_ERROR(
+          internal::VerifySignature(public_key->get(), job.spec, input, signature)
+              .map_error(
+                  [&](Error e) { return std::move(e).WithContext("key '" + key.label + "'"); }));
+    }
+    signatures.push_back(std::move(signature));
+  }
+  return signatures;
+}
+
+Result<Bytes> Token::State::SignOne(SessionPool::Lease& lease, const KeyHandle& key, SignSpec spec,
+                                    std::span<const std::uint8_t> data) {
+  CK_MECHANISM mechanism{CKM_ECDSA, nullptr, 0};
+  CK_RSA_PKCS_PSS_PARAMS pss{};
+  switch (spec.scheme) {
+    case Scheme::kEcdsa:
+      break;
+    case Scheme::kRsaPkcs1:
+      mechanism.mechanism = CKM_RSA_PKCS;
+      break;
+    case Scheme::kRsaPss:
+      pss.hashAlg = spec.hash == Hash::kSha256   ? CKM_SHA256
+                    : spec.hash == Hash::kSha384 ? CKM_SHA384
+                                                 : CKM_SHA512;
+      pss.mgf = spec.hash == Hash::kSha256   ? CKG_MGF1_SHA256
+                : spec.hash == Hash::kSha384 ? CKG_MGF1_SHA384
+                                             : CKG_MGF1_SHA512;
+      pss.sLen = HashLength(spec.hash);
+      mechanism = CK_MECHANISM{CKM_RSA_PKCS_PSS, &pss, sizeof pss};
+      break;
+    case Scheme::kEd25519:
+      mechanism.mechanism = CKM_EDDSA;
+      break;
+  }
+  CK_FUNCTION_LIST* fn = pool->fn();
+  std::chrono::milliseconds backoff = kFirstBackoff;
+  for (int attempt = 0;; ++attempt) {
+    Bytes out(kMaxSignatureBytes);
+    CK_ULONG length = out.size();
+    CK_RV rv = fn->C_SignInit(lease.handle(), &mechanism, key.private_object);
+    const char* step = "C_SignInit";
+    if (rv == CKR_OK) {
+      step = "C_Sign";
+      rv = fn->C_Sign(lease.handle(), const_cast<CK_BYTE*>(data.data()),
+                      static_cast<CK_ULONG>(data.size()), out.data(), &length);
+    }
+    if (rv == CKR_OK) {
+      out.resize(length);
+      return out;
+    }
+    if (!internal::IsSessionLost(rv) || attempt == kMaxRetries) {
+      return MakeError(
+          CkError(rv, std::string(step) + " with key '" + key.label + "'" +
+                          (attempt > 0 ? " after " + std::to_string(attempt) + " retries" : "")));
+    }
+    // The session (or the login, or the device) went away: wait a little, reopen, try again.
+    {
+      std::lock_guard lock(mu);
+      ++stats.retries;
+    }
+    std::this_thread::sleep_for(backoff);
+    backoff *= 4;
+    (void)lease.Reopen();  // if this fails, the next attempt fails too and is counted
+  }
+}
+
+std::string_view KeyTypeName(KeyType type) {
+  switch (type) {
+    case KeyType::kEcdsaP256:
+      return "ecdsa-p256";
+    case KeyType::kEcdsaP384:
+      return "ecdsa-p384";
+    case KeyType::kRsa3072:
+      return "rsa-3072";
+    case KeyType::kRsa4096:
+      return "rsa-4096";
+    case KeyType::kEd25519:
+      return "ed25519";
+  }
+  return "unknown";
+}
+
+Result<KeyType> ParseKeyType(std::string_view name) {
+  for (KeyType type : {KeyType::kEcdsaP256, KeyType::kEcdsaP384, KeyType::kRsa3072,
+                       KeyType::kRsa4096, KeyType::kEd25519}) {
+    if (name == KeyTypeName(type)) {
+      return type;
+    }
+  }
+  return MakeError(ErrorCode::kInvalidArgument,
+                   "unknown key type '" + std::string(name) +
+                       "'; use ecdsa-p256, ecdsa-p384, rsa-3072, rsa-4096 or ed25519");
+}
+
+std::string_view HashName(Hash hash) {
+  switch (hash) {
+    case Hash::kSha256:
+      return "sha256";
+    case Hash::kSha384:
+      return "sha384";
+    case Hash::kSha512:
+      return "sha512";
+  }
+  return "unknown";
+}
+
+std::size_t HashLength(Hash hash) {
+  switch (hash) {
+    case Hash::kSha256:
+      return 32;
+    case Hash::kSha384:
+      return 48;
+    case Hash::kSha512:
+      return 64;
+  }
+  return 0;
+}
+
+std::string_view SchemeName(Scheme scheme) {
+  switch (scheme) {
+    case Scheme::kEcdsa:
+      return "ECDSA";
+    case Scheme::kRsaPkcs1:
+      return "RSA PKCS#1 v1.5";
+    case Scheme::kRsaPss:
+      return "RSA-PSS";
+    case Scheme::kEd25519:
+      return "Ed25519";
+  }
+  return "unknown";
+}
+
+}  // namespace signet::hsm

@@ -1,0 +1,73 @@
+#include "tests/hsm/softhsm_token.h"
+
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+namespace signet::hsm::testing {
+namespace {
+
+std::string RandomDigits(std::size_t n) {
+  std::random_device rd;
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out.push_back(static_cast<char>('0' + rd() % 10));
+  }
+  return out;
+}
+
+}  // namespace
+
+int RunCommand(const std::string& command, std::string* output) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) {
+    return -1;
+  }
+  std::array<char, 512> buf{};
+  std::string out;
+  while (std::fgets(buf.data(), buf.size(), pipe) != nullptr) {
+    out += buf.data();
+  }
+  const int status = ::pclose(pipe);
+  if (output != nullptr) {
+    *output = std::move(out);
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+SoftHsmToken::SoftHsmToken(std::string label) : label_(std::move(label)), pin_(RandomDigits(12)) {
+  char tmpl[] = "/tmp/signet-softhsm-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    throw std::runtime_error("mkdtemp failed");
+  }
+  dir_ = tmpl;
+  std::filesystem::create_directory(dir_ / "tokens");
+  conf_ = dir_ / "softhsm2.conf";
+  std::ofstream(conf_) << "directories.tokendir = " << (dir_ / "tokens").string() << "\n"
+                       << "objectstore.backend = file\n"
+                       << "log.level = ERROR\n"
+                       << "slots.removable = false\n";
+  pin_file_ = dir_ / "user.pin";
+  std::ofstream(pin_file_) << pin_ << "\n";
+  ::chmod(pin_file_.c_str(), 0600);
+  ::setenv("SOFTHSM2_CONF", conf_.c_str(), 1);
+  std::string output;
+  const std::string command = "softhsm2-util --init-token --free --label '" + label_ + "' --pin " +
+                              pin_ + " --so-pin " + RandomDigits(12);
+  if (RunCommand(command, &output) != 0) {
+    throw std::runtime_error("softhsm2-util --init-token failed: " + output);
+  }
+}
+
+SoftHsmToken::~SoftHsmToken() {
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+}  // namespace signet::hsm::testing
