@@ -103,6 +103,8 @@ TEST_F(SignTest, EverySchemeAndHashVerifies) {
       {KeyType::kRsa3072, {Scheme::kRsaPkcs1, Hash::kSha512}},
       {KeyType::kRsa3072, {Scheme::kRsaPss, Hash::kSha256}},
       {KeyType::kRsa3072, {Scheme::kRsaPss, Hash::kSha384}},
+      {KeyType::kRsa4096, {Scheme::kRsaPss, Hash::kSha512}},
+      {KeyType::kRsa4096, {Scheme::kRsaPkcs1, Hash::kSha384}},
       {KeyType::kEd25519, {Scheme::kEd25519, Hash::kSha256}},
   };
   std::map<KeyType, KeyHandle> keys;
