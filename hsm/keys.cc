@@ -355,6 +355,28 @@ Result<KeyHandle> FindKeyPair(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
   return handle;
 }
 
+Result<std::uint64_t> RefindPrivateKey(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
+                                       const KeyHandle& key) {
+  SIGNET_ASSIGN_OR_RETURN(auto found, FindObjects(fn, session, CKO_PRIVATE_KEY,
+                                                  Attr(CKA_ID, key.id.data(), key.id.size())));
+  if (found.size() != 1) {
+    return MakeError(ErrorCode::kNotFound, "key '" + key.label + "' is no longer on the token");
+  }
+  SIGNET_RETURN_IF_ERROR(CheckPrivateKey(fn, session, found.front(), key.label));
+  CK_KEY_TYPE key_type = 0;
+  CK_ATTRIBUTE type_attr = Attr(CKA_KEY_TYPE, key_type);
+  if (CK_RV rv = fn->C_GetAttributeValue(session, found.front(), &type_attr, 1); rv != CKR_OK) {
+    return MakeError(CkError(rv, "C_GetAttributeValue CKA_KEY_TYPE"));
+  }
+  SIGNET_ASSIGN_OR_RETURN(PublicKey public_key, ReadPublicKey(fn, session, key.id, key_type));
+  if (public_key.spki_der != key.public_key.spki_der) {
+    return MakeError(ErrorCode::kCrypto, "key '" + key.label +
+                                             "' was replaced on the token: its CKA_ID now names "
+                                             "a key with another public key");
+  }
+  return static_cast<std::uint64_t>(found.front());
+}
+
 Result<KeyHandle> GenerateKeyPair(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
                                   std::string_view label, KeyType type) {
   SIGNET_ASSIGN_OR_RETURN(auto existing, FindObjects(fn, session, CKO_PRIVATE_KEY,

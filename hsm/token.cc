@@ -78,8 +78,10 @@ struct Token::State {
   Stats stats;
   std::vector<std::thread> workers;
 
-  std::mutex keys_mu;  // guards public_keys
-  std::map<std::uint64_t, std::shared_ptr<internal::EvpPkey>> public_keys;
+  std::mutex keys_mu;  // guards public_keys and objects, both by CKA_ID
+  std::map<Bytes, std::shared_ptr<internal::EvpPkey>> public_keys;
+  // The private key's current handle, when the token has given it a new one since it was found.
+  std::map<Bytes, CK_OBJECT_HANDLE> objects;
 
   void WorkerLoop();
   Result<Signatures> RunJob(SessionPool::Lease& lease, const Job& job);
@@ -87,6 +89,7 @@ struct Token::State {
   Result<Bytes> SignOne(SessionPool::Lease& lease, const KeyHandle& key, SignSpec spec,
                         std::span<const std::uint8_t> data);
   Result<std::shared_ptr<internal::EvpPkey>> PublicKeyFor(const KeyHandle& key);
+  CK_OBJECT_HANDLE ObjectFor(const KeyHandle& key);
   void Remember(const KeyHandle& key);
 };
 
@@ -217,22 +220,29 @@ void Token::State::Remember(const KeyHandle& key) {
   auto parsed = internal::ParseSpki(key.public_key.spki_der);
   if (parsed) {
     std::lock_guard lock(keys_mu);
-    public_keys[key.private_object] = std::make_shared<internal::EvpPkey>(std::move(*parsed));
+    public_keys[key.id] = std::make_shared<internal::EvpPkey>(std::move(*parsed));
+    objects.erase(key.id);  // found just now: its handle is current
   }
 }
 
 Result<std::shared_ptr<internal::EvpPkey>> Token::State::PublicKeyFor(const KeyHandle& key) {
   {
     std::lock_guard lock(keys_mu);
-    if (auto it = public_keys.find(key.private_object); it != public_keys.end()) {
+    if (auto it = public_keys.find(key.id); it != public_keys.end()) {
       return it->second;
     }
   }
   SIGNET_ASSIGN_OR_RETURN(internal::EvpPkey parsed, internal::ParseSpki(key.public_key.spki_der));
   auto shared = std::make_shared<internal::EvpPkey>(std::move(parsed));
   std::lock_guard lock(keys_mu);
-  public_keys[key.private_object] = shared;
+  public_keys[key.id] = shared;
   return shared;
+}
+
+CK_OBJECT_HANDLE Token::State::ObjectFor(const KeyHandle& key) {
+  std::lock_guard lock(keys_mu);
+  auto it = objects.find(key.id);
+  return it != objects.end() ? it->second : key.private_object;
 }
 
 void Token::State::WorkerLoop() {
@@ -323,7 +333,7 @@ Result<Bytes> Token::State::SignOne(SessionPool::Lease& lease, const KeyHandle& 
   for (int attempt = 0;; ++attempt) {
     Bytes out(kMaxSignatureBytes);
     CK_ULONG length = out.size();
-    CK_RV rv = fn->C_SignInit(lease.handle(), &mechanism, key.private_object);
+    CK_RV rv = fn->C_SignInit(lease.handle(), &mechanism, ObjectFor(key));
     const char* step = "C_SignInit";
     if (rv == CKR_OK) {
       step = "C_Sign";
@@ -334,16 +344,28 @@ Result<Bytes> Token::State::SignOne(SessionPool::Lease& lease, const KeyHandle& 
       out.resize(length);
       return out;
     }
-    if (!internal::IsSessionLost(rv) || attempt == kMaxRetries) {
+    const bool stale_handle = rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID;
+    if (!(internal::IsSessionLost(rv) || stale_handle) || attempt == kMaxRetries) {
       return MakeError(
           CkError(rv, std::string(step) + " with key '" + key.label + "'" +
                           (attempt > 0 ? " after " + std::to_string(attempt) + " retries" : "")));
     }
-    // The session (or the login, or the device) went away: wait a little, reopen, try again.
     {
       std::lock_guard lock(mu);
       ++stats.retries;
     }
+    if (stale_handle) {
+      // After a new login some modules (SoftHSM among them) give private keys new handles: find
+      // the key again by its CKA_ID, checked as when it was first found.
+      auto object = internal::RefindPrivateKey(fn, lease.handle(), key);
+      if (!object) {
+        return MakeError(std::move(object).error());
+      }
+      std::lock_guard lock(keys_mu);
+      objects[key.id] = static_cast<CK_OBJECT_HANDLE>(*object);
+      continue;
+    }
+    // The session (or the login, or the device) went away: wait a little, reopen, try again.
     std::this_thread::sleep_for(backoff);
     backoff *= 4;
     (void)lease.Reopen();  // if this fails, the next attempt fails too and is counted

@@ -23,6 +23,14 @@ using EvpPkey = std::unique_ptr<EVP_PKEY, FnDeleter<&EVP_PKEY_free>>;
 [[nodiscard]] Result<KeyHandle> FindKeyPair(CK_FUNCTION_LIST* fn, CK_SESSION_HANDLE session,
                                             std::string_view label);
 
+// Finds `key`'s private key again by its CKA_ID, after the token invalidated the handle (a new
+// login on SoftHSM, a reset on other modules). The key is checked as FindKeyPair checks it, and its
+// public key must be the one `key` was found with. Errors: kNotFound, kPermissionDenied, kCrypto
+// (a different key now has that CKA_ID), kHsm.
+[[nodiscard]] Result<std::uint64_t> RefindPrivateKey(CK_FUNCTION_LIST* fn,
+                                                     CK_SESSION_HANDLE session,
+                                                     const KeyHandle& key);
+
 // Parses a SubjectPublicKeyInfo. Errors: kCrypto.
 [[nodiscard]] Result<EvpPkey> ParseSpki(std::span<const std::uint8_t> spki_der);
 
