@@ -3,7 +3,8 @@
 // Caveats:
 // - One Token per token per process. The PKCS#11 module is dlopen'ed and C_Initialize'd (with
 //   CKF_OS_LOCKING_OK) by the first Token that uses it and C_Finalize'd when the last one closes.
-// - The PIN is read from a file into a SecureBuffer (locked in RAM, out of core dumps, wiped when the
+// - The PIN is read from a file into a SecureBuffer (locked in RAM, out of core dumps, wiped when
+// the
 //   Token closes), kept only to log in again after the token loses its sessions, and never logged
 //   or put in argv or the environment. One session stays open for the Token's lifetime to hold the
 //   login.
@@ -71,7 +72,9 @@ struct TokenConfig {
   std::filesystem::path pin_file;
   unsigned sessions = 2;              // signing sessions (and workers): 1 to 64
   std::size_t queue_capacity = 4096;  // jobs waiting for a worker; Submit fails past it
-  unsigned jobs_per_wakeup = 16;      // a worker takes up to this many jobs at a time
+  // A worker takes up to this many jobs at a time (past the first, only while they add up to at
+  // most 256 signatures, so large jobs spread over the sessions).
+  unsigned jobs_per_wakeup = 16;
   VerifyPolicy verify = VerifyPolicy::kAll;
 };
 

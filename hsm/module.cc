@@ -1,5 +1,6 @@
 #include <dlfcn.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -86,10 +87,15 @@ bool IsSessionLost(CK_RV rv) {
 namespace {
 
 // One Module per path per process: a second C_Initialize would fail, and C_Finalize must wait for
-// the last user.
+// the last user. An entry whose Module is expired but still present is being finalized: Load waits
+// for ~Module to erase it, so a new C_Initialize never races the old C_Finalize.
 std::mutex& RegistryMutex() {
   static std::mutex mu;
   return mu;
+}
+std::condition_variable& RegistryChanged() {
+  static std::condition_variable cv;
+  return cv;
 }
 std::map<std::string, std::weak_ptr<Module>>& Registry() {
   static std::map<std::string, std::weak_ptr<Module>> registry;
@@ -99,9 +105,16 @@ std::map<std::string, std::weak_ptr<Module>>& Registry() {
 }  // namespace
 
 Result<std::shared_ptr<Module>> Module::Load(const std::filesystem::path& path) {
-  std::lock_guard lock(RegistryMutex());
-  if (auto existing = Registry()[path.string()].lock()) {
-    return existing;
+  std::unique_lock lock(RegistryMutex());
+  for (;;) {
+    auto it = Registry().find(path.string());
+    if (it == Registry().end()) {
+      break;
+    }
+    if (auto existing = it->second.lock()) {
+      return existing;
+    }
+    RegistryChanged().wait(lock);  // the last user is finalizing it
   }
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
@@ -109,7 +122,7 @@ Result<std::shared_ptr<Module>> Module::Load(const std::filesystem::path& path) 
                      "PKCS#11 module " + path.string() +
                          " does not exist; set the module path of the HSM in the config");
   }
-  std::shared_ptr<Module> module(new Module());  // NOLINT: private constructor
+  std::unique_ptr<Module> module(new Module());  // NOLINT: private constructor
   module->path_ = path;
   // RTLD_LOCAL: the module's symbols must not satisfy anyone else's (or ours).
   module->handle_ = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -133,8 +146,17 @@ Result<std::shared_ptr<Module>> Module::Load(const std::filesystem::path& path) 
     module->fn_ = nullptr;  // not initialized: the destructor must not C_Finalize
     return MakeError(CkError(rv, "C_Initialize of " + path.string()));
   }
-  Registry()[path.string()] = module;
-  return module;
+  // The last user finalizes it under the registry lock and erases its entry, waking any Load that
+  // waits for a fresh C_Initialize.
+  std::shared_ptr<Module> shared(module.release(), [](Module* m) {
+    std::lock_guard finalizing(RegistryMutex());
+    const std::string key = m->path_.string();
+    std::default_delete<Module>()(m);
+    Registry().erase(key);
+    RegistryChanged().notify_all();
+  });
+  Registry()[path.string()] = shared;
+  return shared;
 }
 
 Module::~Module() {

@@ -21,6 +21,8 @@ constexpr unsigned kMaxSessions = 64;
 constexpr int kMaxRetries = 3;
 constexpr std::chrono::milliseconds kFirstBackoff{10};
 constexpr std::size_t kMaxSignatureBytes = 1024;  // RSA-4096 is 512
+// A worker takes further jobs at one wake-up only while their signatures stay within this.
+constexpr std::size_t kSignaturesPerWakeup = 256;
 
 struct Job {
   std::shared_ptr<const KeyHandle> key;
@@ -254,8 +256,12 @@ void Token::State::WorkerLoop() {
       if (queue.empty()) {
         return;  // stopping, and nothing left to do
       }
-      // Several jobs per wake-up: under load a worker pays the lock and the lease once for many.
-      while (!queue.empty() && batch.size() < config.jobs_per_wakeup) {
+      // Several small jobs per wake-up (under load a worker pays the lock and the lease once for
+      // many), but never a pile of large ones: they would wait here while other sessions idle.
+      std::size_t signatures = 0;
+      while (!queue.empty() && batch.size() < config.jobs_per_wakeup &&
+             (batch.empty() || signatures + queue.front().inputs.size() <= kSignaturesPerWakeup)) {
+        signatures += queue.front().inputs.size();
         batch.push_back(std::move(queue.front()));
         queue.pop_front();
       }
