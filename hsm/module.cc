@@ -163,9 +163,8 @@ Module::~Module() {
   if (fn_ != nullptr) {
     fn_->C_Finalize(nullptr);
   }
-  if (handle_ != nullptr) {
-    ::dlclose(handle_);
-  }
+  // The module is finalized but stays mapped (no dlclose): some modules do not survive being
+  // unloaded and loaded again, and a leak checker can only name a library that is still there.
 }
 
 // ---- SessionPool --------------------------------------------------------------------------------

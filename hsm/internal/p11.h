@@ -2,7 +2,7 @@
 //
 // Caveats:
 // - Module::Load returns the one Module for a path in this process (dlopen'ed and C_Initialize'd
-//   once, with CKF_OS_LOCKING_OK; C_Finalize'd and dlclose'd when the last user drops it).
+//   once, with CKF_OS_LOCKING_OK; C_Finalize'd when the last user drops it, but never unloaded).
 // - A Session handle is used by one thread at a time; SessionPool hands them out as leases.
 #ifndef SIGNET_HSM_INTERNAL_P11_H_
 #define SIGNET_HSM_INTERNAL_P11_H_
