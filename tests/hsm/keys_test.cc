@@ -66,10 +66,10 @@ class RawPkcs11 {
   // An EC P-256 key pair with the given private-key booleans (unwrap is always off; SoftHSM turns
   // decrypt and unwrap on unless told).
   CK_OBJECT_HANDLE MakeEcKey(const std::string& label, CK_BBOOL sensitive, CK_BBOOL extractable,
-                             CK_BBOOL derive, CK_BBOOL decrypt = CK_FALSE) {
+                             CK_BBOOL derive, CK_BBOOL decrypt = CK_FALSE,
+                             CK_BBOOL unwrap = CK_FALSE) {
     static const CK_BYTE kP256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
     CK_BBOOL yes = CK_TRUE;
-    CK_BBOOL no = CK_FALSE;
     CK_ATTRIBUTE pub[] = {
         {CKA_TOKEN, &yes, 1},
         {CKA_EC_PARAMS, const_cast<CK_BYTE*>(kP256), sizeof kP256},
@@ -84,7 +84,7 @@ class RawPkcs11 {
         {CKA_EXTRACTABLE, &extractable, 1},
         {CKA_DERIVE, &derive, 1},
         {CKA_DECRYPT, &decrypt, 1},
-        {CKA_UNWRAP, &no, 1},
+        {CKA_UNWRAP, &unwrap, 1},
         {CKA_LABEL, const_cast<char*>(label.data()), label.size()},
         {CKA_ID, const_cast<char*>(label.data()), label.size()},
     };
@@ -207,6 +207,7 @@ TEST(KeysTest, RefusesKeysThatCouldLeaveTheTokenOrDoMoreThanSign) {
     raw.MakeEcKey("not-sensitive", CK_FALSE, CK_FALSE, CK_FALSE);
     raw.MakeEcKey("derive", CK_TRUE, CK_FALSE, CK_TRUE);
     raw.MakeEcKey("decrypt", CK_TRUE, CK_FALSE, CK_FALSE, CK_TRUE);
+    raw.MakeEcKey("unwrap", CK_TRUE, CK_FALSE, CK_FALSE, CK_FALSE, CK_TRUE);
     // Extractable once, then locked: CKA_NEVER_EXTRACTABLE stays false for ever.
     const CK_OBJECT_HANDLE was = raw.MakeEcKey("was-extractable", CK_TRUE, CK_TRUE, CK_FALSE);
     raw.SetBool(was, CKA_EXTRACTABLE, CK_FALSE);
@@ -219,6 +220,7 @@ TEST(KeysTest, RefusesKeysThatCouldLeaveTheTokenOrDoMoreThanSign) {
       {"not-sensitive", "CKA_SENSITIVE is false"},
       {"derive", "CKA_DERIVE is true"},
       {"decrypt", "CKA_DECRYPT is true"},
+      {"unwrap", "CKA_UNWRAP is true"},
       {"was-extractable", "CKA_NEVER_EXTRACTABLE is false"},
   };
   for (const auto& [label, why] : refused) {
