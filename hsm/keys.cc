@@ -45,21 +45,6 @@ constexpr std::uint8_t kSha384Info[] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60
 constexpr std::uint8_t kSha512Info[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
                                         0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
 
-Error OpenSslError(std::string what) {
-  unsigned long first = ERR_peek_error();
-  std::string reasons;
-  while (const unsigned long code = ERR_get_error()) {
-    char buf[256];
-    ERR_error_string_n(code, buf, sizeof buf);
-    reasons.append(reasons.empty() ? "" : "; ").append(buf);
-  }
-  if (!reasons.empty()) {
-    what.append(": ").append(reasons);
-  }
-  return Error(ErrorCode::kCrypto, std::move(what), ErrorDomain::kOpenSsl,
-               static_cast<std::int64_t>(first));
-}
-
 const EVP_MD* MdFor(Hash hash) {
   switch (hash) {
     case Hash::kSha256:

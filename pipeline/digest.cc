@@ -1,4 +1,3 @@
-#include <openssl/err.h>
 
 #include <algorithm>
 #include <cctype>
@@ -90,24 +89,6 @@ const EVP_MD* Md(DigestAlgorithm algorithm) {
       EVP_MD_fetch(nullptr, "BLAKE2B-512", nullptr),
   };
   return kMds[static_cast<std::size_t>(algorithm)];
-}
-
-Error OpenSslError(std::string what) {
-  unsigned long first = 0;
-  std::string reasons;
-  while (const unsigned long code = ERR_get_error()) {
-    if (first == 0) {
-      first = code;
-    }
-    char buf[256];
-    ERR_error_string_n(code, buf, sizeof buf);
-    reasons.append(reasons.empty() ? "" : "; ").append(buf);
-  }
-  if (!reasons.empty()) {
-    what.append(": ").append(reasons);
-  }
-  return Error(ErrorCode::kCrypto, std::move(what), ErrorDomain::kOpenSsl,
-               static_cast<std::int64_t>(first));
 }
 
 Result<MultiDigest> MultiDigest::Create(std::span<const DigestAlgorithm> algorithms) {

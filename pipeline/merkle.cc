@@ -28,7 +28,7 @@ constexpr std::uint8_t kNodePrefix = 0x01;
 // OpenSSL cannot allocate a context or has lost its default provider. Nothing can go on after that,
 // and handing out a wrong hash to an audit log would be worse than stopping.
 [[noreturn]] void DieOnHashFailure(const char* step) {
-  const Error error = internal::OpenSslError(std::string("SHA-256 for a Merkle hash: ") + step);
+  const Error error = OpenSslError(std::string("SHA-256 for a Merkle hash: ") + step);
   std::fprintf(stderr, "signet: fatal: %s\n", error.ToString().c_str());
   std::abort();
 }

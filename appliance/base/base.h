@@ -108,6 +108,10 @@ using Status = Result<void>;
 // EAGAIN/EBUSY/ENOSPC/EMFILE/ENFILE: kUnavailable, EINVAL: kInvalidArgument, otherwise kIo).
 [[nodiscard]] Error ErrnoError(int err, std::string_view what);
 
+// OpenSslError drains this thread's OpenSSL error queue into a kCrypto Error "what: reason; ...",
+// with the first packed error code as native code. Call it on the thread where OpenSSL failed.
+[[nodiscard]] Error OpenSslError(std::string what);
+
 // SIGNET_RETURN_IF_ERROR(expr): if the Status/Result `expr` failed, return its error.
 #define SIGNET_RETURN_IF_ERROR(expr)                              \
   do {                                                            \

@@ -1,3 +1,5 @@
+#include <openssl/err.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <system_error>
@@ -120,6 +122,21 @@ Error ErrnoError(int err, std::string_view what) {
   std::string message(what);
   message.append(": ").append(std::system_category().message(err));
   return Error(code, std::move(message), ErrorDomain::kErrno, err);
+}
+
+Error OpenSslError(std::string what) {
+  const unsigned long first = ERR_peek_error();
+  std::string reasons;
+  while (const unsigned long code = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(code, buf, sizeof buf);
+    reasons.append(reasons.empty() ? "" : "; ").append(buf);
+  }
+  if (!reasons.empty()) {
+    what.append(": ").append(reasons);
+  }
+  return Error(ErrorCode::kCrypto, std::move(what), ErrorDomain::kOpenSsl,
+               static_cast<std::int64_t>(first));
 }
 
 }  // namespace signet

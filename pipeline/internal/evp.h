@@ -17,9 +17,6 @@ using EvpMdCtx = std::unique_ptr<EVP_MD_CTX, FnDeleter<&EVP_MD_CTX_free>>;
 // The EVP_MD for `algorithm`, fetched once per process (never freed).
 const EVP_MD* Md(DigestAlgorithm algorithm);
 
-// Drains this thread's OpenSSL error queue into "what: reason; reason" as a kCrypto Error.
-Error OpenSslError(std::string what);
-
 // MultiDigest computes several digests of one byte stream in one pass. Not thread-safe; reusable
 // after Finish through Reset.
 class MultiDigest {

@@ -1,6 +1,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
 #include <cerrno>
 
 #include "appliance/base/base.h"
@@ -80,6 +83,21 @@ TEST(ErrorTest, MacrosPropagateErrorsAndValues) {
   EXPECT_THAT(bad.error().message(), HasSubstr("got -1"));
   EXPECT_TRUE(Check(1));
   EXPECT_FALSE(Check(0));
+}
+
+TEST(ErrorTest, OpenSslErrorDrainsTheQueueIntoTheMessage) {
+  ERR_clear_error();
+  ERR_raise(ERR_LIB_EVP, EVP_R_BAD_DECRYPT);
+  ERR_raise(ERR_LIB_EVP, EVP_R_UNSUPPORTED_ALGORITHM);
+  const Error e = OpenSslError("decrypting");
+  EXPECT_EQ(e.code(), ErrorCode::kCrypto);
+  EXPECT_EQ(e.domain(), ErrorDomain::kOpenSsl);
+  EXPECT_NE(e.native_code(), 0);
+  EXPECT_THAT(e.message(), HasSubstr("decrypting: "));
+  EXPECT_THAT(e.message(), HasSubstr("bad decrypt"));
+  EXPECT_THAT(e.message(), HasSubstr("unsupported algorithm"));
+  EXPECT_EQ(ERR_peek_error(), 0u);  // drained: the next failure starts clean
+  EXPECT_EQ(OpenSslError("nothing queued").message(), "nothing queued");
 }
 
 }  // namespace

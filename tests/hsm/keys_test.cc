@@ -15,18 +15,11 @@
 namespace signet::hsm {
 namespace {
 
+using testing::ConfigFor;
 using ::testing::HasSubstr;
 using testing::kSoftHsmModule;
 using testing::RunCommand;
 using testing::SoftHsmToken;
-
-TokenConfig ConfigFor(const SoftHsmToken& token) {
-  TokenConfig config;
-  config.module = kSoftHsmModule;
-  config.token_label = token.label();
-  config.pin_file = token.pin_file();
-  return config;
-}
 
 std::unique_ptr<Token> OpenToken(const SoftHsmToken& token) {
   auto opened = Token::Open(ConfigFor(token));

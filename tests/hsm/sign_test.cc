@@ -20,19 +20,11 @@
 namespace signet::hsm {
 namespace {
 
+using testing::ConfigFor;
 using ::testing::HasSubstr;
 using testing::kSoftHsmModule;
 using testing::RunCommand;
 using testing::SoftHsmToken;
-
-TokenConfig ConfigFor(const SoftHsmToken& token, unsigned sessions = 2) {
-  TokenConfig config;
-  config.module = kSoftHsmModule;
-  config.token_label = token.label();
-  config.pin_file = token.pin_file();
-  config.sessions = sessions;
-  return config;
-}
 
 Bytes Random(std::size_t n) {
   Bytes out(n);

@@ -71,6 +71,15 @@ SoftHsmToken::SoftHsmToken(std::string label) : label_(std::move(label)), pin_(R
   }
 }
 
+TokenConfig ConfigFor(const SoftHsmToken& token, unsigned sessions) {
+  TokenConfig config;
+  config.module = kSoftHsmModule;
+  config.token_label = token.label();
+  config.pin_file = token.pin_file();
+  config.sessions = sessions;
+  return config;
+}
+
 SoftHsmToken::~SoftHsmToken() {
   std::error_code ec;
   std::filesystem::remove_all(dir_, ec);

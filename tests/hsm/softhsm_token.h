@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <string>
 
+#include "hsm/hsm.h"
+
 namespace signet::hsm::testing {
 
 inline constexpr const char* kSoftHsmModule = "/usr/lib/softhsm/libsofthsm2.so";
@@ -36,6 +38,9 @@ class SoftHsmToken {
   std::filesystem::path conf_;
   std::filesystem::path pin_file_;
 };
+
+// A TokenConfig for `token` through SoftHSM, with `sessions` signing sessions.
+TokenConfig ConfigFor(const SoftHsmToken& token, unsigned sessions = 2);
 
 // Runs a shell command; returns its exit status (stdout and stderr are captured into `output`).
 int RunCommand(const std::string& command, std::string* output = nullptr);

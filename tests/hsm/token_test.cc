@@ -12,17 +12,10 @@
 namespace signet::hsm {
 namespace {
 
+using testing::ConfigFor;
 using ::testing::HasSubstr;
 using testing::kSoftHsmModule;
 using testing::SoftHsmToken;
-
-TokenConfig ConfigFor(const SoftHsmToken& token) {
-  TokenConfig config;
-  config.module = kSoftHsmModule;
-  config.token_label = token.label();
-  config.pin_file = token.pin_file();
-  return config;
-}
 
 TEST(TokenTest, OpensAndCloses) {
   SoftHsmToken token;
