@@ -204,6 +204,26 @@ TEST(SignQueueTest, FullQueueFailsFastAndAcceptedJobsComplete) {
   EXPECT_EQ(done.load(), accepted);
 }
 
+TEST(SignDeadlineTest, AJobNotDoneByTheDeadlineIsReportedAndStillFinishes) {
+  SoftHsmToken token;
+  auto hsm = Token::Open(ConfigFor(token, 1));
+  ASSERT_TRUE(hsm) << hsm.error();
+  auto key = (*hsm)->GenerateKey("k", KeyType::kRsa3072);
+  ASSERT_TRUE(key) << key.error();
+  // One session, busy with 64 RSA signatures (~150 ms): a second job cannot finish in 5 ms.
+  std::atomic<bool> first_done{false};
+  ASSERT_TRUE((*hsm)->Submit(*key, {Scheme::kRsaPkcs1, Hash::kSha256},
+                             std::vector<Bytes>(64, Random(32)),
+                             [&](Result<Signatures> r) { first_done = r.has_value(); }));
+  auto late = (*hsm)->Sign(*key, {Scheme::kRsaPkcs1, Hash::kSha256}, {Random(32)},
+                           Deadline::In(std::chrono::milliseconds(5)));
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.error().code(), ErrorCode::kDeadlineExceeded);
+  EXPECT_THAT(late.error().message(), HasSubstr("did not sign before the deadline"));
+  hsm->reset();  // drains both jobs
+  EXPECT_TRUE(first_done.load());
+}
+
 // Many threads submit at once to a pool of 4 sessions; every signature verifies. The issue's
 // stress size (8 × 10,000) is SIGNET_STRESS_SIGNATURES=10000; the default keeps the suite quick.
 TEST(SignStressTest, ManyThreadsOnePool) {
