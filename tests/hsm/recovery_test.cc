@@ -4,9 +4,6 @@
 // named; a corrupted signature is never returned; a job never returns a partial result.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/x509.h>
 #include <stdlib.h>
 
 #include <fstream>
@@ -19,26 +16,9 @@ namespace signet::hsm {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::Random;
 using testing::SoftHsmToken;
-
-Bytes Random(std::size_t n) {
-  Bytes out(n);
-  RAND_bytes(out.data(), static_cast<int>(n));
-  return out;
-}
-
-bool Verifies(const PublicKey& key, const Bytes& digest, const Bytes& signature, bool rsa) {
-  const std::uint8_t* p = key.spki_der.data();
-  EVP_PKEY* pkey = d2i_PUBKEY(nullptr, &p, static_cast<long>(key.spki_der.size()));
-  EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(pkey, nullptr);
-  const bool ok =
-      EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, EVP_sha256()) == 1 &&
-      (!rsa || EVP_PKEY_CTX_set_rsa_padding(ctx, 1 /* RSA_PKCS1_PADDING */) == 1) &&
-      EVP_PKEY_verify(ctx, signature.data(), signature.size(), digest.data(), digest.size()) == 1;
-  EVP_PKEY_CTX_free(ctx);
-  EVP_PKEY_free(pkey);
-  return ok;
-}
+using testing::Verifies;
 
 // A token whose keys are made through the real module, then used through the fault module with
 // `rules` (SIGNET_FAULT_RULES syntax: FUNCTION:WHEN:ACTION;...).
@@ -124,7 +104,9 @@ TEST_P(LostSessionTest, OneFailureIsRecovered) {
   ASSERT_TRUE(signatures) << signatures.error();
   ASSERT_EQ(signatures->size(), digests.size());
   for (std::size_t i = 0; i < digests.size(); ++i) {
-    EXPECT_TRUE(Verifies(ec_.public_key, digests[i], (*signatures)[i], false)) << i;
+    EXPECT_TRUE(
+        Verifies(ec_.public_key, {Scheme::kEcdsa, Hash::kSha256}, digests[i], (*signatures)[i]))
+        << i;
   }
   EXPECT_EQ(FaultsInjected(), 1);
   EXPECT_EQ(hsm->stats().retries, 1u);
@@ -143,7 +125,8 @@ TEST_F(RecoveryTest, GenuineLogoutIsRecoveredByLoggingInAgain) {
   auto signatures = hsm->Sign(ec_, {Scheme::kEcdsa, Hash::kSha256}, digests);
   ASSERT_TRUE(signatures) << signatures.error();
   for (std::size_t i = 0; i < digests.size(); ++i) {
-    EXPECT_TRUE(Verifies(ec_.public_key, digests[i], (*signatures)[i], false));
+    EXPECT_TRUE(
+        Verifies(ec_.public_key, {Scheme::kEcdsa, Hash::kSha256}, digests[i], (*signatures)[i]));
   }
   EXPECT_EQ(hsm->stats().sessions_reopened, 1u);
 }

@@ -3,10 +3,6 @@
 // back-pressure, and many threads at once.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -23,47 +19,10 @@ namespace {
 using testing::ConfigFor;
 using ::testing::HasSubstr;
 using testing::kSoftHsmModule;
+using testing::Random;
 using testing::RunCommand;
 using testing::SoftHsmToken;
-
-Bytes Random(std::size_t n) {
-  Bytes out(n);
-  RAND_bytes(out.data(), static_cast<int>(n));
-  return out;
-}
-
-const EVP_MD* Md(Hash hash) {
-  return hash == Hash::kSha256 ? EVP_sha256() : hash == Hash::kSha384 ? EVP_sha384() : EVP_sha512();
-}
-
-// An independent check with OpenSSL: the test's own code, not the module's.
-bool Verifies(const PublicKey& public_key, SignSpec spec, const Bytes& input,
-              const Bytes& signature) {
-  const std::uint8_t* p = public_key.spki_der.data();
-  EVP_PKEY* key = d2i_PUBKEY(nullptr, &p, static_cast<long>(public_key.spki_der.size()));
-  if (key == nullptr) {
-    return false;
-  }
-  bool ok = false;
-  if (spec.scheme == Scheme::kEd25519) {
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    ok = EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, key) == 1 &&
-         EVP_DigestVerify(ctx, signature.data(), signature.size(), input.data(), input.size()) == 1;
-    EVP_MD_CTX_free(ctx);
-  } else {
-    EVP_PKEY_CTX* ctx = EVP_PKEY_CTX_new(key, nullptr);
-    ok = EVP_PKEY_verify_init(ctx) == 1 && EVP_PKEY_CTX_set_signature_md(ctx, Md(spec.hash)) == 1;
-    if (ok && spec.scheme == Scheme::kRsaPss) {
-      ok = EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-           EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, static_cast<int>(HashLength(spec.hash))) == 1;
-    }
-    ok = ok &&
-         EVP_PKEY_verify(ctx, signature.data(), signature.size(), input.data(), input.size()) == 1;
-    EVP_PKEY_CTX_free(ctx);
-  }
-  EVP_PKEY_free(key);
-  return ok;
-}
+using testing::Verifies;
 
 class SignTest : public ::testing::Test {
  protected:

@@ -42,6 +42,14 @@ class SoftHsmToken {
 // A TokenConfig for `token` through SoftHSM, with `sessions` signing sessions.
 TokenConfig ConfigFor(const SoftHsmToken& token, unsigned sessions = 2);
 
+// Random bytes (digests, messages) from OpenSSL's RNG.
+Bytes Random(std::size_t n);
+
+// Checks `signature` over `input` with OpenSSL against `public_key`: the tests' own check,
+// independent of the hsm module's verify-before-release code.
+bool Verifies(const PublicKey& public_key, SignSpec spec, const Bytes& input,
+              const Bytes& signature);
+
 // Runs a shell command; returns its exit status (stdout and stderr are captured into `output`).
 int RunCommand(const std::string& command, std::string* output = nullptr);
 
