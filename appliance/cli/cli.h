@@ -4,6 +4,9 @@
 //
 // `signet digest [-a ALGO]... [-r] [--jobs N] [--backend B] [--chunk-size BYTES] [--json] PATH...`
 // hashes files where they are. `signet digest --check FILE` verifies a checksum file.
+// `signet audit verify EXPORT... --key-file PUB.pem [--key-name NAME] [--json]` checks exports of
+// the audit log offline: signatures, records, inclusion proofs or the recomputed root, and that
+// several exports extend each other.
 //
 // Caveats:
 // - With one algorithm, output lines are byte-compatible with GNU coreutils 9.1 `sha256sum`

@@ -27,6 +27,8 @@ class Command {
 
 // `signet digest`: hashes files, or checks a checksum file (digest_command.cc).
 std::unique_ptr<Command> MakeDigestCommand();
+// `signet audit verify`: checks exports of the audit log offline (audit_command.cc).
+std::unique_ptr<Command> MakeAuditCommand();
 
 }  // namespace signet::cli
 
