@@ -1,13 +1,16 @@
 // audit_bench: durable audit appends per second with 1, 4 and 16 appending threads (group
-// commit; records of about 512 bytes; checkpoints signed by a real SoftHSM key), and, in the same
-// run, raw LMDB durable appends of the same bytes with 256 records per transaction: the reference
-// the log is measured against. Prints the ratios at the end.
+// commit; realistic sign records of about 650 bytes; checkpoints signed by a real SoftHSM key),
+// both waiting for each append (BM_LogAppend) and keeping appends in flight as the service does
+// (BM_LogSubmit), and, in the same run, raw LMDB durable appends of the same bytes with 256
+// records per transaction: the reference the log is measured against. Prints the ratios at the
+// end.
 #include <benchmark/benchmark.h>
 #include <lmdb.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,15 +21,31 @@
 namespace signet::audit {
 namespace {
 
-// A sample sign record trimmed to about 512 bytes serialized (seq and time as a busy log's).
+// A realistic sign record (seq and time as a busy log's): about 650 bytes serialized, above the
+// issue's "about 512" because a real one carries three hex SHA-256 values (key, artifact,
+// signature). The raw LMDB reference stores the same bytes.
 Record BenchRecord(std::uint64_t i) {
-  Record r = testing::SampleRecord(i);
-  r.seq = 1'000'000;
+  Record r;
+  r.seq = 10'000'000;
   r.time_us = 1'700'000'000'000'000;
-  r.host_id = "bench-host";
-  r.requester.groups = {"release"};
-  r.policy_version = r.policy_version.substr(0, 16);
-  r.key_fingerprint = r.key_fingerprint.substr(0, 48);
+  r.host_id = "signet-01";
+  r.request_id = "req-" + std::to_string(i);
+  r.tool_name = "signet";
+  r.tool_version = "0.1.0";
+  r.client_host = "ci-07";
+  r.requester.uid = 1000;
+  r.requester.user = "release";
+  r.peer_pid = 4242;
+  r.key_name = "default";
+  r.key_fingerprint = std::string(64, 'a');
+  r.algorithm = "ecdsa-p256";
+  r.format = "raw";
+  r.artifact_name = "dist/pkg-" + std::to_string(i) + ".tar.gz";
+  r.artifact_size = 4096;
+  r.digests["sha256"] = testing::SampleDigest(i);
+  r.signature_sha256 = std::string(64, 'c');
+  r.decision = "allow";
+  r.policy_rule = "release";
   return r;
 }
 
@@ -164,6 +183,49 @@ void BM_RawLmdb256PerTxn(benchmark::State& state) {
   mdb_env_close(env);
 }
 BENCHMARK(BM_RawLmdb256PerTxn)->UseRealTime();
+
+// Opening a large log: the start-up checks read O(log n) nodes and re-hash the newest 256 records,
+// so the time must not grow with the number of records. The log is built once (batches of 4096);
+// SIGNET_AUDIT_BENCH_OPEN_RECORDS sets its size (default 100,000; CI runs the default).
+void BM_OpenLog(benchmark::State& state) {
+  static testing::AuditKey* key = new testing::AuditKey();
+  static testing::TempDir* dir = new testing::TempDir();
+  const char* env = std::getenv("SIGNET_AUDIT_BENCH_OPEN_RECORDS");
+  const std::uint64_t records = env == nullptr ? 100'000 : std::strtoull(env, nullptr, 10);
+  LogOptions options = testing::TestLogOptions(dir->path());
+  options.max_map_size = std::size_t{64} << 30;
+  static bool built = false;
+  if (!built) {
+    auto log = Log::Open(options, key->signer()).value();
+    for (std::uint64_t i = 0; i < records; i += 4096) {
+      std::vector<Record> batch;
+      for (std::uint64_t j = i; j < std::min(records, i + 4096); ++j) {
+        batch.push_back(BenchRecord(j));
+      }
+      if (!log->Append(std::move(batch))) {
+        state.SkipWithError("building the log failed");
+        return;
+      }
+    }
+    if (!log->Close()) {
+      state.SkipWithError("closing the log failed");
+      return;
+    }
+    built = true;
+  }
+  for (auto _ : state) {
+    auto log = Log::Open(options, key->signer());
+    if (!log) {
+      state.SkipWithError(log.error().message().c_str());
+      break;
+    }
+    state.PauseTiming();
+    log->reset();  // closing signs no checkpoint: nothing was appended
+    state.ResumeTiming();
+  }
+  state.counters["records"] = static_cast<double>(records);
+}
+BENCHMARK(BM_OpenLog)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Remembers items/s per benchmark and prints the log-vs-raw ratios after the normal output.
 class RatioReporter : public benchmark::ConsoleReporter {

@@ -259,7 +259,8 @@ class Log {
   using Done = std::function<void(Result<SeqRange>)>;
   // Queues `records` to be committed together in one write transaction (possibly shared with
   // other callers' records). `done` is called once, from the writer thread, after the commit
-  // (with the records' sequence numbers) or its failure. Errors (then `done` is never called):
+  // (with the records' sequence numbers) or its failure; it must not block (the next commit waits
+  // for it) and must not call back into the Log. Errors (then `done` is never called):
   // kInvalidArgument (no records, a record too large or not UTF-8), kUnavailable (the log has
   // failed or is closing, or the queue is full).
   [[nodiscard]] Status Submit(std::vector<Record> records, Done done);
@@ -298,6 +299,13 @@ class Log {
   explicit Log(std::unique_ptr<State> state);
   std::unique_ptr<State> state_;
 };
+
+// Exports from the log in `dir` without opening it for writing: signetd may have it open. Reads
+// committed records only, against the latest checkpoint stored in the log; it does not run
+// Log::Open's start-up checks (the export is verified by whoever reads it). Errors: kNotFound (not
+// an audit log), those of Log::Export.
+[[nodiscard]] Status ExportDirectory(const std::filesystem::path& dir, const ExportOptions& options,
+                                     const std::function<Status(std::string_view line)>& sink);
 
 // ---- Offline verification ----------------------------------------------------------------------
 

@@ -100,31 +100,6 @@ json FiltersJson(const ExportOptions& options, std::string_view digest_hex) {
   return filters;
 }
 
-// The seqs of records with this digest under any algorithm of its length, ascending, unique.
-Result<std::vector<std::uint64_t>> DigestSeqs(const ReadView& view,
-                                              std::span<const std::uint8_t> digest) {
-  std::vector<std::uint64_t> seqs;
-  bool known_length = false;
-  for (pipeline::DigestAlgorithm algorithm : kDigestAlgorithms) {
-    if (pipeline::DigestLength(algorithm) != digest.size()) {
-      continue;
-    }
-    known_length = true;
-    SIGNET_ASSIGN_OR_RETURN(auto found,
-                            view.SeqsForDigest(pipeline::DigestAlgorithmName(algorithm), digest));
-    seqs.insert(seqs.end(), found.begin(), found.end());
-  }
-  if (!known_length) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "digest: " + std::to_string(digest.size() * 2) +
-                         " hex digits fit no digest algorithm (64: sha256, 96: sha384, 128: "
-                         "sha512 or blake2b512)");
-  }
-  std::ranges::sort(seqs);
-  seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
-  return seqs;
-}
-
 // Resolves the options in one read transaction: the checkpoint, the range, the consistency proofs.
 Result<Plan> MakePlan(const Store& store, const ExportOptions& options) {
   Plan plan;
@@ -252,6 +227,30 @@ Result<std::vector<std::string>> ReadPage(const Store& store, const Plan& plan,
 }
 
 }  // namespace
+
+Result<std::vector<std::uint64_t>> DigestSeqs(const ReadView& view,
+                                              std::span<const std::uint8_t> digest) {
+  std::vector<std::uint64_t> seqs;
+  bool known_length = false;
+  for (pipeline::DigestAlgorithm algorithm : kDigestAlgorithms) {
+    if (pipeline::DigestLength(algorithm) != digest.size()) {
+      continue;
+    }
+    known_length = true;
+    SIGNET_ASSIGN_OR_RETURN(auto found,
+                            view.SeqsForDigest(pipeline::DigestAlgorithmName(algorithm), digest));
+    seqs.insert(seqs.end(), found.begin(), found.end());
+  }
+  if (!known_length) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "digest: " + std::to_string(digest.size() * 2) +
+                         " hex digits fit no digest algorithm (64: sha256, 96: sha384, 128: "
+                         "sha512 or blake2b512)");
+  }
+  std::ranges::sort(seqs);
+  seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+  return seqs;
+}
 
 bool IsFullExport(const ExportOptions& options) {
   return options.from_seq == 0 && !options.to_seq && !options.from_time_us && !options.to_time_us &&

@@ -98,7 +98,7 @@ struct Log::State {
   Status CommitGroup(std::vector<Pending>& group,
                      std::optional<std::pair<std::uint64_t, std::string>>& checkpoint,
                      std::vector<SeqRange>& ranges);
-  Result<std::string> SignCheckpoint(bool wait_for_unsigned_only);
+  Result<std::string> SignCheckpoint();
   Status Fail(const Error& error);
 };
 
@@ -301,7 +301,10 @@ Status Log::Submit(std::vector<Record> records, Done done) {
         return MakeError(ErrorCode::kInvalidArgument,
                          "audit record digest " + algorithm + " is not a hex digest");
       }
-      prepared.digests.emplace_back(algorithm, std::move(*raw));
+      // Indexed under the pipeline's name of the algorithm, so "SHA-256" and "sha256" agree.
+      auto known = pipeline::ParseDigestAlgorithm(algorithm);
+      prepared.digests.emplace_back(
+          known ? std::string(pipeline::DigestAlgorithmName(*known)) : algorithm, std::move(*raw));
     }
     pending.records.push_back(std::move(prepared));
   }
@@ -450,10 +453,8 @@ void Log::State::WriterLoop() {
       status = checkpoint_file.Append(checkpoint->second);
     }
     if (!status) {
-      const Error error(status.error().code() == ErrorCode::kUnavailable ? ErrorCode::kUnavailable
-                                                                         : status.error().code(),
-                        "audit commit failed: " + status.error().message(), status.error().domain(),
-                        status.error().native_code());
+      const Error error(status.error().code(), "audit commit failed: " + status.error().message(),
+                        status.error().domain(), status.error().native_code());
       (void)Fail(error);
       {
         std::lock_guard lock(mu);
@@ -499,9 +500,9 @@ void Log::State::WriterLoop() {
 
 // ---- Checkpoints -------------------------------------------------------------------------------
 
-// Signs a checkpoint of the committed tree and waits until the writer has stored it. With
-// `wait_for_unsigned_only`, returns the latest note when the tree has not grown since it.
-Result<std::string> Log::State::SignCheckpoint(bool wait_for_unsigned_only) {
+// Signs a checkpoint of the committed tree and waits until the writer has stored it; returns the
+// latest note when the tree has not grown since it was signed.
+Result<std::string> Log::State::SignCheckpoint() {
   std::lock_guard sign_lock(sign_mu);
   Checkpoint checkpoint;
   checkpoint.origin = options.origin;
@@ -510,7 +511,7 @@ Result<std::string> Log::State::SignCheckpoint(bool wait_for_unsigned_only) {
     if (failure) {
       return MakeError(ErrorCode::kUnavailable, "the audit log has stopped: " + failure->message());
     }
-    if (has_checkpoint && checkpoint_size == tree_size && wait_for_unsigned_only) {
+    if (has_checkpoint && checkpoint_size == tree_size) {
       return latest_checkpoint;
     }
     checkpoint.size = tree_size;
@@ -555,7 +556,7 @@ void Log::State::CheckpointLoop() {
         }
       }
     }
-    auto note = SignCheckpoint(true);
+    auto note = SignCheckpoint();
     if (!note) {
       spdlog::error("audit log: signing a checkpoint failed: {}; retrying in {} ms",
                     note.error().message(), backoff.count());
@@ -568,7 +569,7 @@ void Log::State::CheckpointLoop() {
   }
 }
 
-Result<std::string> Log::CheckpointNow() { return state_->SignCheckpoint(true); }
+Result<std::string> Log::CheckpointNow() { return state_->SignCheckpoint(); }
 
 std::string Log::LatestCheckpoint() const {
   std::lock_guard lock(state_->mu);
@@ -582,16 +583,16 @@ Status Log::Export(const ExportOptions& options,
   return internal::ExportFrom(*state_->store, options, sink);
 }
 
+Status ExportDirectory(const std::filesystem::path& dir, const ExportOptions& options,
+                       const std::function<Status(std::string_view line)>& sink) {
+  SIGNET_ASSIGN_OR_RETURN(const auto store, internal::Store::OpenReadOnly(dir));
+  return internal::ExportFrom(*store, options, sink);
+}
+
 Result<std::vector<Record>> Log::FindByDigest(std::string_view hex_digest) const {
   SIGNET_ASSIGN_OR_RETURN(const Bytes raw, HexDecode(hex_digest));
   SIGNET_ASSIGN_OR_RETURN(auto view, state_->store->Read());
-  std::vector<std::uint64_t> seqs;
-  for (std::string_view algorithm : {"sha256", "sha384", "sha512", "blake2b512"}) {
-    SIGNET_ASSIGN_OR_RETURN(auto found, view.SeqsForDigest(algorithm, raw));
-    seqs.insert(seqs.end(), found.begin(), found.end());
-  }
-  std::sort(seqs.begin(), seqs.end());
-  seqs.erase(std::unique(seqs.begin(), seqs.end()), seqs.end());
+  SIGNET_ASSIGN_OR_RETURN(const auto seqs, internal::DigestSeqs(view, raw));
   std::vector<Record> records;
   for (std::uint64_t seq : seqs) {
     SIGNET_ASSIGN_OR_RETURN(const std::string bytes, view.Record(seq));
@@ -652,7 +653,7 @@ Status Log::Close() {
   }
   Status status = OkStatus();
   if (health()) {
-    auto note = s.SignCheckpoint(true);
+    auto note = s.SignCheckpoint();
     if (!note) {
       status = MakeError(note.error().WithContext("final audit checkpoint"));
     }

@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "appliance/audit/audit.h"
+#include "appliance/audit/internal/utf8.h"
 #include "appliance/base/base.h"
 
 namespace signet::audit {
@@ -31,51 +32,6 @@ using Bio = std::unique_ptr<BIO, FnDeleter<&BIO_free>>;
 constexpr std::string_view kSignaturePrefix = "\xe2\x80\x94 ";  // U+2014 em dash, space
 constexpr std::size_t kMaxPublicKeyBytes = 16 * 1024;
 
-struct Rune {
-  char32_t code_point = 0;
-  std::size_t length = 0;  // 0: not valid UTF-8
-};
-
-// Decodes the UTF-8 sequence at s[i] strictly (no overlong forms, surrogates or code points above
-// U+10FFFF): the lead byte fixes the length and the range the second byte may take.
-Rune DecodeRune(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<std::uint8_t>(s[i + k]); };
-  const std::uint8_t c = byte(0);
-  if (c < 0x80) {
-    return {c, 1};
-  }
-  std::size_t length = 0;
-  std::uint8_t lo = 0x80;
-  std::uint8_t hi = 0xbf;
-  char32_t cp = 0;
-  if (c >= 0xc2 && c <= 0xdf) {
-    length = 2;
-    cp = c & 0x1f;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    length = 3;
-    cp = c & 0x0f;
-    lo = c == 0xe0 ? 0xa0 : 0x80;
-    hi = c == 0xed ? 0x9f : 0xbf;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    length = 4;
-    cp = c & 0x07;
-    lo = c == 0xf0 ? 0x90 : 0x80;
-    hi = c == 0xf4 ? 0x8f : 0xbf;
-  } else {
-    return {};
-  }
-  if (s.size() - i < length || byte(1) < lo || byte(1) > hi) {
-    return {};
-  }
-  for (std::size_t k = 1; k < length; ++k) {
-    if (byte(k) < 0x80 || byte(k) > 0xbf) {
-      return {};
-    }
-    cp = (cp << 6) | (byte(k) & 0x3f);
-  }
-  return {cp, length};
-}
-
 // Go's unicode.IsSpace outside ASCII (ASCII spaces other than ' ' are control characters, which
 // are refused anyway): what the reference implementation refuses in key names.
 bool IsUnicodeSpace(char32_t c) {
@@ -86,7 +42,7 @@ bool IsUnicodeSpace(char32_t c) {
 // Checks that `text` is UTF-8 with no control character but "\n". `what` names it in messages.
 Status CheckText(std::string_view text, std::string_view what) {
   for (std::size_t i = 0; i < text.size();) {
-    const Rune rune = DecodeRune(text, i);
+    const internal::Rune rune = internal::DecodeRune(text, i);
     if (rune.length == 0) {
       return MakeError(ErrorCode::kInvalidArgument,
                        std::string(what) + " is not valid UTF-8 at byte " + std::to_string(i));
@@ -108,7 +64,7 @@ Status CheckKeyName(std::string_view name) {
   }
   SIGNET_RETURN_IF_ERROR(CheckText(name, "note key name"));
   for (std::size_t i = 0; i < name.size();) {
-    const Rune rune = DecodeRune(name, i);
+    const internal::Rune rune = internal::DecodeRune(name, i);
     if (rune.code_point == '\n' || rune.code_point == '+' || IsUnicodeSpace(rune.code_point)) {
       return MakeError(ErrorCode::kInvalidArgument,
                        "note key name \"" + std::string(name) +

@@ -17,6 +17,7 @@
 
 #include "appliance/audit/audit.h"
 #include "appliance/audit/internal/record.h"
+#include "appliance/audit/internal/utf8.h"
 #include "appliance/base/base.h"
 
 namespace signet::audit {
@@ -78,34 +79,14 @@ std::optional<std::size_t> EscapeJson(std::string& out, std::string_view text) {
       ++i;
       continue;
     }
-    // A multi-byte sequence: the lead byte fixes the length and the range of the second byte,
-    // which is what excludes overlong forms, surrogates and code points above U+10FFFF.
-    std::size_t len = 0;
-    std::uint8_t lo = 0x80;
-    std::uint8_t hi = 0xbf;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      lo = c == 0xe0 ? 0xa0 : 0x80;
-      hi = c == 0xed ? 0x9f : 0xbf;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      lo = c == 0xf0 ? 0x90 : 0x80;
-      hi = c == 0xf4 ? 0x8f : 0xbf;
-    } else {
+    // A multi-byte sequence, decoded strictly (no overlong forms, surrogates or code points above
+    // U+10FFFF) and copied as it is.
+    const internal::Rune rune = internal::DecodeRune(text, i);
+    if (rune.length == 0) {
       return i;
     }
-    if (n - i < len || p[i + 1] < lo || p[i + 1] > hi) {
-      return i;
-    }
-    for (std::size_t k = 2; k < len; ++k) {
-      if (p[i + k] < 0x80 || p[i + k] > 0xbf) {
-        return i;
-      }
-    }
-    out.append(text.data() + i, len);
-    i += len;
+    out.append(text.data() + i, rune.length);
+    i += rune.length;
   }
   out.push_back('"');
   return std::nullopt;

@@ -279,6 +279,16 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, std
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return tl::unexpected(ErrnoError(errno, "create audit directory " + dir.string()));
   }
+  return OpenEnv(dir, map_size, max_map_size, /*read_only=*/false);
+}
+
+Result<std::unique_ptr<Store>> Store::OpenReadOnly(const std::filesystem::path& dir) {
+  return OpenEnv(dir, 0, 0, /*read_only=*/true);
+}
+
+Result<std::unique_ptr<Store>> Store::OpenEnv(const std::filesystem::path& dir,
+                                              std::size_t map_size, std::size_t max_map_size,
+                                              bool read_only) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) {
     return tl::unexpected(ErrnoError(errno, "audit directory " + dir.string()));
@@ -296,12 +306,13 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, std
     return tl::unexpected(LmdbError(rc, "create LMDB environment"));
   }
   impl->env.reset(env);
+  // A reader takes the map size the writer set (0 = the environment's own).
   if ((rc = mdb_env_set_maxdbs(env, 8)) != 0 || (rc = mdb_env_set_mapsize(env, map_size)) != 0) {
     return tl::unexpected(LmdbError(rc, "configure LMDB environment"));
   }
   // Durable settings only: no MDB_NOSYNC, MDB_NOMETASYNC, MDB_MAPASYNC or MDB_WRITEMAP. MDB_NOTLS
   // lets a read view be used from any thread and lets one thread hold several.
-  rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0600);
+  rc = mdb_env_open(env, dir.c_str(), MDB_NOTLS | (read_only ? MDB_RDONLY : 0), 0600);
   if (rc != 0) {
     return tl::unexpected(LmdbError(rc, "open audit log " + dir.string()));
   }
@@ -311,7 +322,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, std
   }
 
   MDB_txn* txn = nullptr;
-  if ((rc = mdb_txn_begin(env, nullptr, 0, &txn)) != 0) {
+  if ((rc = mdb_txn_begin(env, nullptr, read_only ? MDB_RDONLY : 0, &txn)) != 0) {
     return tl::unexpected(LmdbError(rc, "open audit databases"));
   }
   struct Db {
@@ -327,7 +338,13 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, std
       {"meta", 0, &impl->meta},
   };
   for (const Db& db : dbs) {
-    if ((rc = mdb_dbi_open(txn, db.name, db.flags | MDB_CREATE, db.dbi)) != 0) {
+    rc = mdb_dbi_open(txn, db.name, db.flags | (read_only ? 0 : MDB_CREATE), db.dbi);
+    if (rc == MDB_NOTFOUND) {
+      mdb_txn_abort(txn);
+      return MakeError(ErrorCode::kNotFound,
+                       dir.string() + " is not a Signet audit log (no " + db.name + " database)");
+    }
+    if (rc != 0) {
       mdb_txn_abort(txn);
       return tl::unexpected(LmdbError(rc, std::string("open audit database ") + db.name));
     }
@@ -335,21 +352,22 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, std
   MDB_val k = Val(kMetaFormat);
   MDB_val v;
   rc = mdb_get(txn, impl->meta, &k, &v);
-  if (rc == MDB_NOTFOUND) {
+  if (rc == MDB_NOTFOUND && !read_only) {
     MDB_val version = Val(kFormatVersion);
     rc = mdb_put(txn, impl->meta, &k, &version, 0);
   } else if (rc == 0 && View(v) != kFormatVersion) {
     mdb_txn_abort(txn);
     return MakeError(ErrorCode::kInvalidArgument,
                      "audit log " + dir.string() + " has format version " + std::string(View(v)) +
-                         "; this signetd reads version " + std::string(kFormatVersion));
+                         "; this Signet reads version " + std::string(kFormatVersion));
   }
   if (rc != 0) {
     mdb_txn_abort(txn);
     return tl::unexpected(LmdbError(rc, "read the audit log format"));
   }
+  // Committing (also a read-only transaction) keeps the database handles for later transactions.
   if ((rc = mdb_txn_commit(txn)) != 0) {
-    return tl::unexpected(LmdbError(rc, "create audit databases"));
+    return tl::unexpected(LmdbError(rc, "open audit databases"));
   }
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
@@ -358,7 +376,19 @@ Result<ReadView> Store::Read() const {
   auto view = std::make_unique<ReadView::Impl>();
   view->store = impl_.get();
   view->lock = std::shared_lock<std::shared_mutex>(impl_->resize_mu);
-  const int rc = mdb_txn_begin(impl_->env.get(), nullptr, MDB_RDONLY, &view->txn);
+  int rc = mdb_txn_begin(impl_->env.get(), nullptr, MDB_RDONLY, &view->txn);
+  if (rc == MDB_MAP_RESIZED) {
+    // Another process (signetd) grew the map since this one opened it: adopt its size.
+    view->lock.unlock();
+    {
+      std::unique_lock<std::shared_mutex> exclusive(impl_->resize_mu);
+      rc = mdb_env_set_mapsize(impl_->env.get(), 0);
+    }
+    view->lock.lock();
+    if (rc == 0) {
+      rc = mdb_txn_begin(impl_->env.get(), nullptr, MDB_RDONLY, &view->txn);
+    }
+  }
   if (rc != 0) {
     view->txn = nullptr;
     return tl::unexpected(LmdbError(rc, "begin audit read"));

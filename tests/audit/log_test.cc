@@ -328,6 +328,78 @@ TEST(LogTest, OpenRefusesATamperedTail) {
   EXPECT_THAT(refused.error().message(), HasSubstr("tampered: audit record 19"));
 }
 
+// Open does not re-hash old records (that is what keeps it fast on a large log), so a record
+// changed deep inside LMDB is found by the next export's offline verification instead.
+TEST(LogTest, ARecordChangedDeepInTheLogFailsVerificationOfTheExport) {
+  TempDir tmp;
+  LogOptions options = TestLogOptions(tmp.path());
+  {
+    auto log = OpenOrDie(options);
+    ASSERT_TRUE(log);
+    AppendN(*log, 0, 400);
+    ASSERT_TRUE(log->Close());
+  }
+  Record changed;
+  {
+    auto log = OpenOrDie(options);
+    ASSERT_TRUE(log);
+    auto stored = log->Get(5);
+    ASSERT_TRUE(stored);
+    changed = *stored;
+    ASSERT_TRUE(log->Close());
+  }
+  changed.artifact_name = "dist/innocent.tar.gz";
+  auto bytes = SerializeRecord(changed);
+  ASSERT_TRUE(bytes);
+  PutRaw(options.dir, "records", SeqKey(5), *bytes);
+
+  auto log = OpenOrDie(options);
+  ASSERT_TRUE(log);
+  for (const bool full : {true, false}) {
+    ExportOptions export_options;
+    if (!full) {
+      export_options.to_seq = 10;
+    }
+    std::stringstream exported;
+    ASSERT_TRUE(log->Export(export_options, [&](std::string_view line) {
+      exported << line;
+      return OkStatus();
+    }));
+    auto verified = VerifyExport(exported, Key().verifier());
+    ASSERT_FALSE(verified) << (full ? "full" : "range") << " export verified";
+    EXPECT_EQ(verified.error().code(), ErrorCode::kCrypto);
+    if (!full) {
+      EXPECT_THAT(verified.error().message(), HasSubstr("seq 5"));
+    }
+  }
+}
+
+TEST(LogTest, OpenRefusesAReplacedCheckpoint) {
+  TempDir tmp;
+  LogOptions options = TestLogOptions(tmp.path());
+  Checkpoint latest;
+  {
+    auto log = OpenOrDie(options);
+    ASSERT_TRUE(log);
+    AppendN(*log, 0, 6);
+    ASSERT_TRUE(log->Close());
+    auto opened = OpenCheckpoint(log->LatestCheckpoint(), Key().verifier());
+    ASSERT_TRUE(opened);
+    latest = *opened;
+  }
+  // A checkpoint for a different root, signed by a key of the attacker's under the same name.
+  AuditKey forger;
+  Checkpoint forged = latest;
+  forged.root[0] ^= 1;
+  auto note = SignNote(CheckpointText(forged), *forger.signer());
+  ASSERT_TRUE(note);
+  PutRaw(options.dir, "checkpoints", SeqKey(latest.size), *note);
+  auto refused = Log::Open(options, Key().signer());
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code(), ErrorCode::kNotFound);
+  EXPECT_THAT(refused.error().message(), HasSubstr("the latest checkpoint in"));
+}
+
 TEST(LogTest, OpenRefusesANodeThatNoLongerGivesTheSignedRoot) {
   TempDir tmp;
   LogOptions options = TestLogOptions(tmp.path());

@@ -22,7 +22,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "appliance/audit/audit.h"
 #include "appliance/base/base.h"
@@ -49,6 +51,13 @@ bool MatchesKey(const Record& record, std::string_view key);
 bool MatchesIdentity(const Record& record, std::string_view identity);
 // `lower_hex` (a digest in lower-case hex) is one of the record's artifact digests.
 bool MatchesDigest(const Record& record, std::string_view lower_hex);
+
+class ReadView;
+// The seqs of records with this raw digest under any algorithm of its length (SHA-256, SHA-384,
+// SHA-512, BLAKE2b-512), ascending, unique. Errors: kInvalidArgument (a length no algorithm
+// has), kIo.
+[[nodiscard]] Result<std::vector<std::uint64_t>> DigestSeqs(const ReadView& view,
+                                                            std::span<const std::uint8_t> digest);
 
 // Writes the export of the records `options` selects, up to the store's latest signed checkpoint,
 // to `sink` line by line. Errors: kInvalidArgument (options: from_seq > to_seq, from_time_us >

@@ -83,6 +83,10 @@ class Store {
   [[nodiscard]] static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& dir,
                                                            std::size_t map_size,
                                                            std::size_t max_map_size);
+  // Opens an existing log for reading only, alongside a process that may be writing it. Errors:
+  // kNotFound (not an audit log), kInvalidArgument (format), kPermissionDenied, kIo.
+  [[nodiscard]] static Result<std::unique_ptr<Store>> OpenReadOnly(
+      const std::filesystem::path& dir);
   ~Store();
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
@@ -127,6 +131,9 @@ class Store {
 
  private:
   explicit Store(std::unique_ptr<Impl> impl);
+  static Result<std::unique_ptr<Store>> OpenEnv(const std::filesystem::path& dir,
+                                                std::size_t map_size, std::size_t max_map_size,
+                                                bool read_only);
   std::unique_ptr<Impl> impl_;
 };
 
