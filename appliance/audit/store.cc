@@ -283,6 +283,12 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, std
 }
 
 Result<std::unique_ptr<Store>> Store::OpenReadOnly(const std::filesystem::path& dir) {
+  // Without a data file LMDB would create lock.mdb in whatever directory it was pointed at.
+  struct stat st;
+  if (::stat((dir / "data.mdb").c_str(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    return MakeError(ErrorCode::kNotFound,
+                     dir.string() + " is not a Signet audit log (it has no data.mdb)");
+  }
   return OpenEnv(dir, 0, 0, /*read_only=*/true);
 }
 

@@ -1,4 +1,5 @@
-// `signet audit verify EXPORT... --key-file PUB.pem`: checks exports of the audit log offline
+// `signet audit`: the parent of `signet audit export` (audit_export_command.cc) and
+// `signet audit verify EXPORT... --key-file PUB.pem`, which checks exports of the audit log offline
 // (no daemon, no LMDB) with audit::VerifyExport, then checks that the exports' checkpoints extend
 // each other with audit::VerifyConsistent.
 #include <fmt/format.h>
@@ -32,7 +33,9 @@ Each EXPORT is what `signet audit export` wrote. Checked: the checkpoint's signa
 its inclusion proof in the checkpoint's tree, or for a full export the root recomputed from all of
 the records; that nothing was removed, reordered or added. With several exports, they are ordered
 by checkpoint size and each must be a prefix of the next (a consistency proof the larger export
-carries, or the prefix root a full export recomputes).
+carries, or the prefix root a full export recomputes). To check an older export against a newer
+one, make the newer one with `signet audit export --consistency-from SIZE` (SIZE: the older
+export's checkpoint size) or as a full export.
 
 Exit status: 0 everything verified, 1 a check failed (the first bad line and record are named),
 2 bad command line.
@@ -113,6 +116,8 @@ class AuditCommand final : public Command {
   bool VerifyOne(Console& console, Checked& checked, const audit::VerifyOptions& options);
   void CheckPair(Console& console, const Checked& older, const Checked& newer, bool* ok);
 
+  std::unique_ptr<Command> export_command_ = MakeAuditExportCommand();
+  CLI::App* export_ = nullptr;
   CLI::App* verify_ = nullptr;
   std::vector<std::string> exports_;
   std::string key_file_;
@@ -121,8 +126,10 @@ class AuditCommand final : public Command {
 };
 
 CLI::App* AuditCommand::Register(CLI::App& parent) {
-  CLI::App* app = parent.add_subcommand("audit", "Check exports of the tamper-evident audit log");
+  CLI::App* app = parent.add_subcommand(
+      "audit", "Export the tamper-evident audit log, and verify exports offline");
   app->require_subcommand(1, 1);
+  export_ = export_command_->Register(*app);
   verify_ = app->add_subcommand(
       "verify",
       "Verify audit log exports offline against the audit public key, and that they "
@@ -144,6 +151,9 @@ CLI::App* AuditCommand::Register(CLI::App& parent) {
 }
 
 int AuditCommand::Run(Console& console) {
+  if (export_->parsed()) {
+    return export_command_->Run(console);
+  }
   if (verify_->parsed()) {
     return RunVerify(console);
   }

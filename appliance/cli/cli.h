@@ -4,6 +4,10 @@
 //
 // `signet digest [-a ALGO]... [-r] [--jobs N] [--backend B] [--chunk-size BYTES] [--json] PATH...`
 // hashes files where they are. `signet digest --check FILE` verifies a checksum file.
+// `signet audit export --log DIR [--from-seq N] [--to-seq N] [--since TIME] [--until TIME]
+// [--key NAME_OR_FINGERPRINT] [--identity ID] [--digest HEX] [--consistency-from N]... [-o FILE]
+// [-q]` writes an export of the audit log (JSON Lines with proofs against the latest signed
+// checkpoint), opening the log read-only while signetd may be writing it; ranges are half-open.
 // `signet audit verify EXPORT... --key-file PUB.pem [--key-name NAME] [--json]` checks exports of
 // the audit log offline: signatures, records, inclusion proofs or the recomputed root, and that
 // several exports extend each other.
@@ -22,6 +26,9 @@
 // - A progress line is drawn on stderr only when stderr is a terminal.
 // - stdout is block-buffered (1 MiB) unless it is a terminal; a write error (full disk, closed
 //   pipe) is reported and makes the exit status 1.
+// - `signet audit export` needs read access to the log's data.mdb and write access to its lock.mdb
+//   (LMDB's reader table), i.e. signetd's user or root. With -o FILE it writes FILE.tmp.XXXXXX,
+//   fsyncs it and renames it over FILE: a failed export never leaves a partial FILE.
 #ifndef SIGNET_APPLIANCE_CLI_CLI_H_
 #define SIGNET_APPLIANCE_CLI_CLI_H_
 

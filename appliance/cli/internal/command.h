@@ -27,8 +27,11 @@ class Command {
 
 // `signet digest`: hashes files, or checks a checksum file (digest_command.cc).
 std::unique_ptr<Command> MakeDigestCommand();
-// `signet audit verify`: checks exports of the audit log offline (audit_command.cc).
+// `signet audit`: `export` and `verify` (audit_command.cc).
 std::unique_ptr<Command> MakeAuditCommand();
+// `signet audit export`: exports the audit log read-only (audit_export_command.cc). Registered
+// under `signet audit` by MakeAuditCommand's command, not by main.
+std::unique_ptr<Command> MakeAuditExportCommand();
 
 }  // namespace signet::cli
 

@@ -1,0 +1,684 @@
+// `signet audit export --log DIR ...`: streams an export of the audit log (audit::ExportDirectory,
+// which opens the LMDB environment read-only next to a running signetd) to standard output, or to
+// a file that appears under its name only once it is complete and fsync'd.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <climits>
+#include <csignal>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "appliance/audit/audit.h"
+#include "appliance/cli/cli.h"
+#include "appliance/cli/internal/command.h"
+
+namespace signet::cli {
+namespace {
+
+using nlohmann::json;
+
+// Export lines are gathered into writes of about this size.
+constexpr std::size_t kWriteBuffer = 1 << 20;
+
+constexpr std::string_view kTimeForms =
+    "RFC 3339 in UTC or with an offset (2026-11-27T10:00:00Z, "
+    "2026-11-27T10:00:00.123456+01:00) or @SECONDS (Unix time, e.g. @1795773600)";
+
+constexpr std::string_view kAccessHint =
+    "an export opens the log read-only, but LMDB needs read access to data.mdb and write access "
+    "to lock.mdb in the log directory: run it as the user signetd runs as, or as root";
+
+constexpr std::string_view kExportFooter = R"footer(
+Writes an export of the audit log as JSON Lines (the format is in Signet's sources,
+appliance/audit/FORMAT.md): a header with the latest signed checkpoint, one line per record
+selected with its inclusion proof in that checkpoint's tree, and an end line. With no selection it
+is a full export: every record, and the verifier recomputes the root. Records committed after the latest signed checkpoint are left out
+(signetd signs one shortly after records arrive). Check an export with `signet audit verify`.
+
+Selections combine: a record is exported when it matches all of them. Ranges are half-open:
+--from-seq A --to-seq B selects A <= seq < B, and --since T1 --until T2 selects T1 <= time < T2.
+TIME is RFC 3339 in UTC or with an offset (2026-11-27T10:00:00Z, 2026-11-27T10:00:00.123456+01:00)
+or @SECONDS (Unix time). --identity matches a user name (or user:NAME), uid:N, a certificate
+subject or a certificate fingerprint; --key a key name or fingerprint; --digest an artifact's digest
+under any algorithm.
+
+The log is opened read-only and can be exported while signetd is running. LMDB still needs read
+access to DIR/data.mdb and write access to DIR/lock.mdb: run this as the user signetd runs as, or as
+root.
+
+With -o FILE the export goes to a temporary file next to FILE, is fsync'd and renamed over FILE: an
+export that fails leaves FILE as it was. A summary line goes to stderr unless --quiet.
+
+To check a later export against this one, make the later one with --consistency-from SIZE (this
+export's checkpoint size, in its summary line), or make it a full export.
+
+Exit status: 0 exported, 1 the export failed (log missing or unreadable, no signed checkpoint yet,
+a write error), 2 bad command line.
+
+Examples:
+  signet audit export --log /var/lib/signet/audit -o audit-full.jsonl
+  signet audit export --log /var/lib/signet/audit --since 2026-11-01T00:00:00Z \
+      --until 2026-12-01T00:00:00Z -o november.jsonl
+  signet audit export --log /var/lib/signet/audit --digest "$(sha256sum app.tar.gz | cut -c1-64)"
+  signet audit export --log /var/lib/signet/audit --from-seq 5000 --consistency-from 5000 \
+      -o since-5000.jsonl)footer";
+
+// ---- Parsing option values ---------------------------------------------------------------------
+
+Error UsageError(std::string message) {
+  return Error(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+// A sequence number: plain decimal digits (no sign, no "0x"), at most 2^64 - 1.
+Result<std::uint64_t> ParseSeq(std::string_view option, std::string_view text) {
+  std::uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc() || ptr != end) {
+    return MakeError(UsageError(
+        fmt::format("{} '{}' is not a sequence number (a whole number 0 to 18446744073709551615)",
+                    option, DisplayName(text))));
+  }
+  return value;
+}
+
+// Reads exactly `count` decimal digits at `*pos`.
+bool TakeDigits(std::string_view text, std::size_t* pos, std::size_t count, int* value) {
+  if (text.size() - *pos < count) {
+    return false;
+  }
+  int v = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    const char c = text[*pos + i];
+    if (c < '0' || c > '9') {
+      return false;
+    }
+    v = v * 10 + (c - '0');
+  }
+  *pos += count;
+  *value = v;
+  return true;
+}
+
+bool TakeChar(std::string_view text, std::size_t* pos, std::string_view one_of) {
+  if (*pos < text.size() && one_of.find(text[*pos]) != std::string_view::npos) {
+    ++*pos;
+    return true;
+  }
+  return false;
+}
+
+// ParseTimeUs parses a TIME (kTimeForms) into µs since the epoch. Fractions finer than a µs round
+// up: record times are whole µs, so `time >= since` and `time < until` stay exact.
+Result<std::int64_t> ParseTimeUs(std::string_view option, std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return MakeError(UsageError(
+        fmt::format("{} '{}' {}; accepted: {}", option, DisplayName(text), why, kTimeForms)));
+  };
+  constexpr std::int64_t kUs = 1'000'000;
+  if (text.starts_with('@')) {
+    std::string_view digits = text.substr(1);
+    const bool negative = digits.starts_with('-');
+    if (negative) {
+      digits.remove_prefix(1);
+    }
+    std::int64_t seconds = 0;
+    const char* end = digits.data() + digits.size();
+    auto [ptr, ec] = std::from_chars(digits.data(), end, seconds);
+    if (digits.empty() || digits.front() == '-' || digits.front() == '+' || ptr != end ||
+        (ec != std::errc() && ec != std::errc::result_out_of_range)) {
+      return bad("is not a time");
+    }
+    if (ec == std::errc::result_out_of_range || seconds > INT64_MAX / kUs) {
+      return bad("is out of range");
+    }
+    return (negative ? -seconds : seconds) * kUs;
+  }
+
+  // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), 'T' and 'Z' in either case (RFC 3339 §5.6).
+  std::size_t pos = 0;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!TakeDigits(text, &pos, 4, &year) || !TakeChar(text, &pos, "-") ||
+      !TakeDigits(text, &pos, 2, &month) || !TakeChar(text, &pos, "-") ||
+      !TakeDigits(text, &pos, 2, &day)) {
+    return bad("is not a time");
+  }
+  if (pos == text.size()) {
+    return bad("has no time of day (add e.g. T00:00:00Z)");
+  }
+  if (!TakeChar(text, &pos, "Tt") || !TakeDigits(text, &pos, 2, &hour) ||
+      !TakeChar(text, &pos, ":") || !TakeDigits(text, &pos, 2, &minute) ||
+      !TakeChar(text, &pos, ":") || !TakeDigits(text, &pos, 2, &second)) {
+    return bad("is not a time");
+  }
+  std::int64_t nanos = 0;
+  if (TakeChar(text, &pos, ".")) {
+    std::size_t digits = 0;
+    for (; pos < text.size() && text[pos] >= '0' && text[pos] <= '9'; ++pos, ++digits) {
+      if (digits == 9) {
+        return bad("has more than 9 fractional digits");
+      }
+      nanos = nanos * 10 + (text[pos] - '0');
+    }
+    if (digits == 0) {
+      return bad("is not a time");
+    }
+    for (; digits < 9; ++digits) {
+      nanos *= 10;
+    }
+  }
+  int offset_seconds = 0;
+  if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
+    const int sign = text[pos++] == '-' ? -1 : 1;
+    int offset_hours = 0, offset_minutes = 0;
+    if (!TakeDigits(text, &pos, 2, &offset_hours) || !TakeChar(text, &pos, ":") ||
+        !TakeDigits(text, &pos, 2, &offset_minutes) || offset_hours > 23 || offset_minutes > 59) {
+      return bad("has a malformed offset (+HH:MM or -HH:MM)");
+    }
+    offset_seconds = sign * (offset_hours * 3600 + offset_minutes * 60);
+  } else if (!TakeChar(text, &pos, "Zz")) {
+    return bad(pos == text.size() ? "has no time zone (add Z for UTC, or an offset such as +01:00)"
+                                  : "is not a time");
+  }
+  if (pos != text.size()) {
+    return bad("is not a time");
+  }
+  const std::chrono::year_month_day date{std::chrono::year(year),
+                                         std::chrono::month(static_cast<unsigned>(month)),
+                                         std::chrono::day(static_cast<unsigned>(day))};
+  if (!date.ok()) {
+    return bad("is not a date");
+  }
+  if (hour > 23 || minute > 59 || second > 59) {
+    return bad("is not a time of day (leap seconds are not accepted)");
+  }
+  // Years 0000-9999 keep every value here far from overflow.
+  const std::int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
+  const std::int64_t seconds =
+      days * 86400 + hour * 3600 + minute * 60 + second - std::int64_t{offset_seconds};
+  return seconds * kUs + (nanos + 999) / 1000;
+}
+
+// ---- Output ------------------------------------------------------------------------------------
+
+// The temporary file being written, for the signal handler to remove; empty when there is none.
+// A fixed buffer: the handler may only call async-signal-safe functions (unlink, raise).
+char pending_temp_path[PATH_MAX];
+
+extern "C" void RemoveTempFileAndDie(int sig) {
+  if (pending_temp_path[0] != '\0') {
+    ::unlink(pending_temp_path);
+  }
+  ::signal(sig, SIG_DFL);
+  ::raise(sig);
+}
+
+Status WriteAll(int fd, std::string_view bytes, std::string_view what) {
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return MakeError(ErrnoError(errno, what));
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return OkStatus();
+}
+
+// ExportWriter sends the export to standard output, or to FILE.tmp.XXXXXX that Finish() fsyncs and
+// renames over FILE. Lines are gathered into large writes; the first failed write is returned (and
+// stops the export). A temporary file not renamed is removed by the destructor, or by the signal
+// handler on SIGINT, SIGTERM or SIGHUP. One per process; not thread-safe.
+class ExportWriter {
+ public:
+  static std::unique_ptr<ExportWriter> ToStdout() {
+    return std::unique_ptr<ExportWriter>(new ExportWriter(STDOUT_FILENO, ""));
+  }
+  // Errors: kInvalidArgument (`path` is a directory), those of creating the temporary file.
+  [[nodiscard]] static Result<std::unique_ptr<ExportWriter>> ToFile(const std::string& path);
+
+  ~ExportWriter() {
+    if (!temp_path_.empty()) {
+      pending_temp_path[0] = '\0';
+      file_.Reset();
+      ::unlink(temp_path_.c_str());
+    }
+  }
+  ExportWriter(const ExportWriter&) = delete;
+  ExportWriter& operator=(const ExportWriter&) = delete;
+
+  [[nodiscard]] Status Write(std::string_view line) {
+    if (buffer_.size() + line.size() > kWriteBuffer) {
+      SIGNET_RETURN_IF_ERROR(Drain());
+    }
+    if (line.size() >= kWriteBuffer) {
+      return WriteAll(fd_, line, what_);
+    }
+    buffer_.append(line);
+    return OkStatus();
+  }
+
+  // Writes what is buffered; for a file, fsyncs it, renames it over its name and fsyncs the
+  // directory. Errors: kIo and the like, naming the file.
+  [[nodiscard]] Status Finish();
+
+  // Whether FILE has been replaced (with -o).
+  bool renamed() const { return !path_.empty() && temp_path_.empty(); }
+  // What the summary line calls the destination.
+  std::string destination() const { return path_.empty() ? "standard output" : DisplayName(path_); }
+
+ private:
+  ExportWriter(int fd, std::string path)
+      : fd_(fd), path_(std::move(path)), what_(path_.empty() ? "write to standard output" : "") {
+    buffer_.reserve(kWriteBuffer);
+  }
+
+  [[nodiscard]] Status Drain() {
+    Status written = WriteAll(fd_, buffer_, what_);
+    buffer_.clear();
+    return written;
+  }
+
+  int fd_;
+  UniqueFd file_;          // the temporary file, with -o
+  std::string path_;       // FILE, with -o
+  std::string temp_path_;  // FILE.tmp.XXXXXX until it is renamed
+  std::string what_;       // how a failed write is described
+  std::string buffer_;
+};
+
+Result<std::unique_ptr<ExportWriter>> ExportWriter::ToFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("-o {}: is a directory; name the file to write the export to",
+                                 DisplayName(path)));
+  }
+  std::string temp = path + ".tmp.XXXXXX";
+  if (temp.size() >= sizeof pending_temp_path) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("-o {}: the name is too long", DisplayName(path)));
+  }
+  // The signals stay blocked from before the file exists until the handler knows its name: no
+  // moment has it on disk with no one to remove it.
+  sigset_t signals;
+  sigemptyset(&signals);
+  struct sigaction action {};
+  action.sa_handler = RemoveTempFileAndDie;
+  sigemptyset(&action.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    sigaddset(&signals, sig);
+    ::sigaction(sig, &action, nullptr);
+  }
+  sigset_t old_mask;
+  ::sigprocmask(SIG_BLOCK, &signals, &old_mask);
+  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
+  const int create_errno = errno;
+  if (fd) {
+    std::copy(temp.begin(), temp.end(), pending_temp_path);
+    pending_temp_path[temp.size()] = '\0';
+  }
+  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  if (!fd) {
+    return MakeError(ErrnoError(
+        create_errno, fmt::format("-o {}: create {}", DisplayName(path), DisplayName(temp))));
+  }
+  auto writer = std::unique_ptr<ExportWriter>(new ExportWriter(fd.get(), path));
+  writer->temp_path_ = temp;
+  writer->what_ = "write " + DisplayName(temp);
+  writer->file_ = std::move(fd);
+  // mkstemp makes the file 0600; give it the mode a shell redirection would.
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  if (::fchmod(writer->fd_, 0666 & ~mask) != 0) {
+    return MakeError(ErrnoError(errno, "chmod " + DisplayName(temp)));
+  }
+  return writer;
+}
+
+Status ExportWriter::Finish() {
+  SIGNET_RETURN_IF_ERROR(Drain());
+  if (path_.empty()) {
+    return OkStatus();
+  }
+  const std::string shown = DisplayName(temp_path_);
+  if (::fsync(fd_) != 0) {
+    return MakeError(ErrnoError(errno, "fsync " + shown));
+  }
+  if (auto closed = file_.Close(); !closed) {
+    return MakeError(std::move(closed).error().WithContext("close " + shown));
+  }
+  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
+    return MakeError(ErrnoError(errno, fmt::format("rename {} to {}", shown, DisplayName(path_))));
+  }
+  temp_path_.clear();
+  pending_temp_path[0] = '\0';
+  // The rename itself is durable once the directory is synced. Some filesystems cannot fsync a
+  // directory (EINVAL); the file's data is safe regardless.
+  std::filesystem::path parent = std::filesystem::path(path_).parent_path();
+  if (parent.empty()) {
+    parent = ".";
+  }
+  UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir && ::fsync(dir.get()) != 0 && errno != EINVAL && errno != ENOTSUP) {
+    return MakeError(ErrnoError(errno, "fsync " + DisplayName(parent.string())));
+  }
+  return OkStatus();
+}
+
+// ---- The summary -------------------------------------------------------------------------------
+
+// Tally watches the lines going out for the summary line: the checkpoint (from the header) and the
+// record lines' indexes. Record lines start with {"index":N, (canonical JSON, keys sorted); the
+// header and end lines are parsed.
+struct Tally {
+  std::uint64_t records = 0;
+  std::optional<std::uint64_t> first_seq;
+  std::uint64_t last_seq = 0;
+  std::optional<std::uint64_t> checkpoint_size;
+
+  void See(std::string_view line) {
+    constexpr std::string_view kRecordPrefix = R"({"index":)";
+    if (line.starts_with(kRecordPrefix)) {
+      std::uint64_t seq = 0;
+      const char* begin = line.data() + kRecordPrefix.size();
+      if (std::from_chars(begin, line.data() + line.size(), seq).ec == std::errc()) {
+        ++records;
+        first_seq = first_seq.value_or(seq);
+        last_seq = seq;
+      }
+      return;
+    }
+    json object = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!object.is_object() || object.find("type") == object.end() || object["type"] != "header") {
+      return;
+    }
+    auto note = object.find("checkpoint");
+    if (note == object.end() || !note->is_string()) {
+      return;
+    }
+    // Not verified (that is `signet audit verify`'s job): only read for its size.
+    auto parsed = audit::ParseNote(note->get_ref<const std::string&>());
+    if (parsed) {
+      if (auto checkpoint = audit::ParseCheckpointText(parsed->text)) {
+        checkpoint_size = checkpoint->size;
+      }
+    }
+  }
+
+  std::string Summary(std::string_view destination) const {
+    std::string text = fmt::format("exported {} record{}", records, records == 1 ? "" : "s");
+    if (first_seq) {
+      text += fmt::format(" (seq {}..{})", *first_seq, last_seq);
+    }
+    if (checkpoint_size) {
+      text += fmt::format(" against checkpoint of size {}", *checkpoint_size);
+    }
+    return text + fmt::format(" to {}", destination);
+  }
+};
+
+// ---- The command -------------------------------------------------------------------------------
+
+class AuditExportCommand final : public Command {
+ public:
+  CLI::App* Register(CLI::App& parent) override;
+  int Run(Console& console) override;
+
+ private:
+  // Turns the option strings into ExportOptions. Errors: kInvalidArgument naming the option.
+  [[nodiscard]] Result<audit::ExportOptions> Validate() const;
+  // Refuses a --log that is not an LMDB environment before LMDB opens it (LMDB would create
+  // lock.mdb in any directory). Errors: kNotFound, kInvalidArgument, kPermissionDenied, kIo.
+  [[nodiscard]] Status CheckLogDirectory() const;
+  // The message for a failure of ExportDirectory, naming the log and saying what to do.
+  std::string Explain(const Error& error) const;
+
+  std::string log_dir_;
+  std::string from_seq_;
+  std::string to_seq_;
+  std::string since_;
+  std::string until_;
+  std::string key_;
+  std::string identity_;
+  std::string digest_;
+  std::vector<std::string> consistency_from_;
+  std::string output_;
+  bool quiet_ = false;
+
+  CLI::Option* from_seq_option_ = nullptr;
+  CLI::Option* to_seq_option_ = nullptr;
+  CLI::Option* since_option_ = nullptr;
+  CLI::Option* until_option_ = nullptr;
+  CLI::Option* digest_option_ = nullptr;
+  CLI::Option* output_option_ = nullptr;
+};
+
+CLI::App* AuditExportCommand::Register(CLI::App& parent) {
+  CLI::App* app = parent.add_subcommand(
+      "export",
+      "Export the audit log with proofs against its latest signed checkpoint (read-only, also "
+      "while signetd runs)");
+  app->add_option("--log", log_dir_,
+                  "The audit log's directory (holding data.mdb); needs read access to data.mdb "
+                  "and write access to lock.mdb: run as signetd's user or root")
+      ->type_name("DIR")
+      ->required();
+  from_seq_option_ =
+      app->add_option("--from-seq", from_seq_, "First sequence number to export (inclusive)")
+          ->type_name("N");
+  to_seq_option_ =
+      app->add_option("--to-seq", to_seq_, "Sequence number to stop before (exclusive)")
+          ->type_name("N");
+  since_option_ = app->add_option("--since", since_,
+                                  "Records committed at or after TIME (inclusive): RFC 3339 "
+                                  "(2026-11-27T10:00:00Z, ...+01:00) or @SECONDS")
+                      ->type_name("TIME");
+  until_option_ = app->add_option("--until", until_, "Records committed before TIME (exclusive)")
+                      ->type_name("TIME");
+  app->add_option("--key", key_, "Records made with this key (name or hex SHA-256 fingerprint)")
+      ->type_name("NAME_OR_FINGERPRINT");
+  app->add_option("--identity", identity_,
+                  "Records requested by: a user name (or user:NAME), uid:N, a certificate subject "
+                  "or fingerprint")
+      ->type_name("ID");
+  digest_option_ =
+      app->add_option("--digest", digest_,
+                      "Records of the artifact with this digest (hex; sha256, sha384, sha512 or "
+                      "blake2b512)")
+          ->type_name("HEX");
+  app->add_option("--consistency-from", consistency_from_,
+                  "Carry a consistency proof from the checkpoint of this size (an earlier "
+                  "export's) to this export's; repeatable")
+      ->type_name("N")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  output_option_ =
+      app->add_option("-o,--output", output_,
+                      "Write to FILE (atomically: a temporary file renamed once complete) instead "
+                      "of standard output")
+          ->type_name("FILE");
+  app->add_flag("-q,--quiet", quiet_, "No summary line on stderr");
+  app->footer(std::string(kExportFooter));
+  return app;
+}
+
+Result<audit::ExportOptions> AuditExportCommand::Validate() const {
+  audit::ExportOptions options;
+  if (log_dir_.empty()) {
+    return MakeError(UsageError("--log needs the audit log's directory"));
+  }
+  if (from_seq_option_->count() > 0) {
+    SIGNET_ASSIGN_OR_RETURN(options.from_seq, ParseSeq("--from-seq", from_seq_));
+  }
+  if (to_seq_option_->count() > 0) {
+    SIGNET_ASSIGN_OR_RETURN(options.to_seq, ParseSeq("--to-seq", to_seq_));
+    if (options.from_seq > *options.to_seq) {
+      return MakeError(UsageError(fmt::format(
+          "--from-seq {} is past --to-seq {} (the range is [from, to): --to-seq is exclusive)",
+          options.from_seq, *options.to_seq)));
+    }
+  }
+  if (since_option_->count() > 0) {
+    SIGNET_ASSIGN_OR_RETURN(options.from_time_us, ParseTimeUs("--since", since_));
+  }
+  if (until_option_->count() > 0) {
+    SIGNET_ASSIGN_OR_RETURN(options.to_time_us, ParseTimeUs("--until", until_));
+    if (options.from_time_us && *options.from_time_us > *options.to_time_us) {
+      return MakeError(UsageError(
+          fmt::format("--since {} is after --until {}", DisplayName(since_), DisplayName(until_))));
+    }
+  }
+  options.key = key_;
+  options.identity = identity_;
+  if (digest_option_->count() > 0) {
+    if (auto hex = HexDecode(digest_); !hex || hex->empty()) {
+      return MakeError(
+          UsageError(fmt::format("--digest '{}' is not a hex digest{}", DisplayName(digest_),
+                                 hex ? std::string() : ": " + DisplayName(hex.error().message()))));
+    }
+    options.digest = digest_;
+  }
+  for (const std::string& size : consistency_from_) {
+    SIGNET_ASSIGN_OR_RETURN(std::uint64_t from, ParseSeq("--consistency-from", size));
+    options.consistency_from.push_back(from);
+  }
+  if (output_option_->count() > 0 && output_.empty()) {
+    return MakeError(UsageError("-o needs a file name"));
+  }
+  return options;
+}
+
+Status AuditExportCommand::CheckLogDirectory() const {
+  const std::string shown = DisplayName(log_dir_);
+  struct stat st;
+  if (::stat(log_dir_.c_str(), &st) != 0) {
+    return MakeError(ErrnoError(errno, shown));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     shown +
+                         " is not a directory: --log names the directory of the audit log "
+                         "(the one holding data.mdb)");
+  }
+  const std::string data = (std::filesystem::path(log_dir_) / "data.mdb").string();
+  if (::stat(data.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return MakeError(ErrorCode::kNotFound,
+                       shown +
+                           " is not a Signet audit log (no data.mdb): --log names the "
+                           "directory signetd keeps its audit log in");
+    }
+    return MakeError(ErrnoError(errno, DisplayName(data)));
+  }
+  return OkStatus();
+}
+
+std::string AuditExportCommand::Explain(const Error& error) const {
+  std::string message = DisplayName(error.message());
+  // The log names ExportOptions fields ("consistency_from 50 is past ..."); say the options.
+  constexpr std::pair<std::string_view, std::string_view> kOptionNames[] = {
+      {"consistency_from", "--consistency-from"},
+      {"digest", "--digest"},
+      {"from_seq", "--from-seq"},
+      {"to_seq", "--to-seq"},
+      {"from_time_us", "--since"},
+      {"to_time_us", "--until"}};
+  for (const auto& [field, option] : kOptionNames) {
+    if (error.code() == ErrorCode::kInvalidArgument && message.starts_with(field) &&
+        message.size() > field.size() &&
+        (message[field.size()] == ' ' || message[field.size()] == ':')) {
+      message.replace(0, field.size(), option);
+      break;
+    }
+  }
+  const std::string shown = DisplayName(log_dir_);
+  if (message.find(shown) == std::string::npos) {
+    message = shown + ": " + message;
+  }
+  if (error.code() == ErrorCode::kPermissionDenied) {
+    message += fmt::format(" ({})", kAccessHint);
+  }
+  return message;
+}
+
+int AuditExportCommand::Run(Console& console) {
+  auto options = Validate();
+  if (!options) {
+    console.Err(fmt::format("signet audit export: {}\nRun with --help for more information.\n",
+                            options.error().message()));
+    return kExitUsage;
+  }
+  if (auto usable = CheckLogDirectory(); !usable) {
+    console.Error(Explain(usable.error()));
+    return kExitFailed;
+  }
+  std::unique_ptr<ExportWriter> writer;
+  if (output_option_->count() > 0) {
+    auto file = ExportWriter::ToFile(output_);
+    if (!file) {
+      console.Error(file.error().message());
+      return kExitFailed;
+    }
+    writer = std::move(*file);
+  } else {
+    // A reader that goes away (`| head`) is a write error (EPIPE), reported, not a silent death.
+    ::signal(SIGPIPE, SIG_IGN);
+    writer = ExportWriter::ToStdout();
+  }
+
+  Tally tally;
+  std::optional<Error> write_error;  // the sink's own failure, told apart from the log's
+  Status exported = audit::ExportDirectory(log_dir_, *options, [&](std::string_view line) {
+    tally.See(line);
+    Status written = writer->Write(line);
+    if (!written) {
+      write_error = written.error();
+    }
+    return written;
+  });
+  if (exported) {
+    if (Status finished = writer->Finish(); !finished) {
+      write_error = finished.error();
+      exported = std::move(finished);
+    }
+  }
+  if (!exported) {
+    if (!write_error) {
+      console.Error(Explain(exported.error()));
+    } else if (output_option_->count() > 0 && !writer->renamed()) {
+      console.Error(fmt::format("{} (nothing was written to {})", write_error->message(),
+                                DisplayName(output_)));
+    } else {
+      console.Error(write_error->message());
+    }
+    return kExitFailed;
+  }
+  if (!quiet_) {
+    console.Error(tally.Summary(writer->destination()));
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+std::unique_ptr<Command> MakeAuditExportCommand() { return std::make_unique<AuditExportCommand>(); }
+
+}  // namespace signet::cli
