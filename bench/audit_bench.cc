@@ -57,15 +57,17 @@ struct LogFixture {
   LogFixture() {
     LogOptions options = testing::TestLogOptions(dir.path());
     options.map_size = std::size_t{256} << 20;
+    options.max_map_size = std::size_t{64} << 30;
     options.checkpoint_every = 10000;
     options.checkpoint_interval = std::chrono::milliseconds(1000);
     log = Log::Open(options, key.signer()).value();
   }
 };
 
+// Destroyed at exit: the log closes and its directory is removed.
 LogFixture& Fixture() {
-  static LogFixture* fixture = new LogFixture();
-  return *fixture;
+  static LogFixture fixture;
+  return fixture;
 }
 
 void BM_LogAppend(benchmark::State& state) {
@@ -205,7 +207,8 @@ BENCHMARK(BM_RawLmdb256PerTxn)->UseRealTime();
 // SIGNET_AUDIT_BENCH_OPEN_RECORDS sets its size (default 100,000; CI runs the default).
 void BM_OpenLog(benchmark::State& state) {
   static testing::AuditKey* key = new testing::AuditKey();
-  static testing::TempDir* dir = new testing::TempDir();
+  static testing::TempDir dir_holder;  // removed at exit
+  testing::TempDir* dir = &dir_holder;
   const char* env = std::getenv("SIGNET_AUDIT_BENCH_OPEN_RECORDS");
   const std::uint64_t records = env == nullptr ? 100'000 : std::strtoull(env, nullptr, 10);
   LogOptions options = testing::TestLogOptions(dir->path());
@@ -248,10 +251,16 @@ class RatioReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
+    // With --benchmark_repetitions the means are used; otherwise the single run.
     for (const Run& run : runs) {
       auto it = run.counters.find("items_per_second");
-      if (it != run.counters.end() && run.run_type == Run::RT_Iteration) {
+      if (it == run.counters.end()) {
+        continue;
+      }
+      if (run.run_type == Run::RT_Iteration && run.repetitions <= 1) {
         rates_[run.benchmark_name()] = it->second.value;
+      } else if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "mean") {
+        rates_[run.run_name.str()] = it->second.value;
       }
     }
   }

@@ -90,11 +90,26 @@ struct Log::State {
 
   std::mutex sign_mu;  // one checkpoint signed at a time, so they are stored in size order
 
+  // Callbacks run on their own thread, so the writer starts the next commit while the last
+  // one's callers are told.
+  struct Delivery {
+    std::vector<Pending> group;
+    std::vector<SeqRange> ranges;  // empty: every callback gets `error`
+    std::optional<Error> error;
+  };
+  std::mutex deliver_mu;
+  std::condition_variable deliver_cv;
+  std::deque<Delivery> deliveries;
+  bool deliverer_exit = false;
+
   std::thread writer;
   std::thread checkpointer;
+  std::thread deliverer;
 
   void WriterLoop();
   void CheckpointLoop();
+  void DeliverLoop();
+  void Deliver(Delivery delivery);
   Status CommitGroup(std::vector<Pending>& group,
                      std::optional<std::pair<std::uint64_t, std::string>>& checkpoint,
                      std::vector<SeqRange>& ranges);
@@ -271,6 +286,7 @@ Result<std::unique_ptr<Log>> Log::Open(const LogOptions& options,
   State* s = state.get();
   s->writer = std::thread([s] { s->WriterLoop(); });
   s->checkpointer = std::thread([s] { s->CheckpointLoop(); });
+  s->deliverer = std::thread([s] { s->DeliverLoop(); });
   return std::unique_ptr<Log>(new Log(std::move(state)));
 }
 
@@ -421,9 +437,7 @@ void Log::State::WriterLoop() {
         in_flight = false;
         committed_cv.notify_all();
         lock.unlock();
-        for (Pending& p : group) {
-          p.done(tl::unexpected(error));
-        }
+        Deliver({std::move(group), {}, error});
         continue;
       }
     }
@@ -460,10 +474,10 @@ void Log::State::WriterLoop() {
         std::lock_guard lock(mu);
         in_flight = false;
       }
-      for (Pending& p : group) {
-        p.done(tl::unexpected(
-            Error(ErrorCode::kUnavailable, error.message(), error.domain(), error.native_code())));
-      }
+      Deliver(
+          {std::move(group),
+           {},
+           Error(ErrorCode::kUnavailable, error.message(), error.domain(), error.native_code())});
       continue;
     }
     {
@@ -492,8 +506,38 @@ void Log::State::WriterLoop() {
       committed_cv.notify_all();
       checkpoint_cv.notify_one();
     }
-    for (std::size_t i = 0; i < group.size(); ++i) {
-      group[i].done(ranges[i]);
+    Deliver({std::move(group), std::move(ranges), std::nullopt});
+  }
+}
+
+void Log::State::Deliver(Delivery delivery) {
+  if (delivery.group.empty()) {
+    return;
+  }
+  std::lock_guard lock(deliver_mu);
+  deliveries.push_back(std::move(delivery));
+  deliver_cv.notify_one();
+}
+
+void Log::State::DeliverLoop() {
+  for (;;) {
+    std::deque<Delivery> batch;
+    {
+      std::unique_lock lock(deliver_mu);
+      deliver_cv.wait(lock, [&] { return !deliveries.empty() || deliverer_exit; });
+      if (deliveries.empty()) {
+        return;
+      }
+      batch.swap(deliveries);
+    }
+    for (Delivery& d : batch) {
+      for (std::size_t i = 0; i < d.group.size(); ++i) {
+        if (d.error) {
+          d.group[i].done(tl::unexpected(*d.error));
+        } else {
+          d.group[i].done(d.ranges[i]);
+        }
+      }
     }
   }
 }
@@ -667,6 +711,12 @@ Status Log::Close() {
   }
   s.writer.join();
   s.checkpointer.join();
+  {
+    std::lock_guard lock(s.deliver_mu);
+    s.deliverer_exit = true;
+    s.deliver_cv.notify_all();
+  }
+  s.deliverer.join();  // every callback has run
   if (s.failure) {
     return MakeError(*s.failure);
   }
