@@ -128,10 +128,17 @@ Status CheckOptions(const LogOptions& options, const NoteSigner* signer) {
   if (options.dir.empty() || options.checkpoint_file.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "audit dir and checkpoint_file must both be set");
   }
-  const auto dir = std::filesystem::weakly_canonical(options.dir);
-  const auto file = std::filesystem::weakly_canonical(options.checkpoint_file);
-  if (file.parent_path() == dir ||
-      std::mismatch(dir.begin(), dir.end(), file.begin(), file.end()).first == dir.end()) {
+  std::error_code dir_ec;
+  std::error_code file_ec;
+  const auto dir = std::filesystem::weakly_canonical(options.dir, dir_ec);
+  const auto file = std::filesystem::weakly_canonical(options.checkpoint_file, file_ec);
+  if (dir_ec || file_ec) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        dir_ec ? "audit dir " + options.dir.string() + ": " + dir_ec.message()
+               : "checkpoint_file " + options.checkpoint_file.string() + ": " + file_ec.message());
+  }
+  if (std::mismatch(dir.begin(), dir.end(), file.begin(), file.end()).first == dir.end()) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "checkpoint_file " + options.checkpoint_file.string() +
                          " must be outside the audit directory " + options.dir.string() +
