@@ -1,13 +1,108 @@
-// appliance/daemon/daemon.h: the public interface of signet::daemon.
+// appliance/daemon/daemon.h: signetd's configuration (TOML), and later its start-up, the --dev
+// embedded default, hardening and signals. It may use: service, admin.
 //
-// Not built yet: this module will hold signetd's configuration (TOML), start-up, the --dev embedded
-// default, hardening and signals. It may use: service, admin. It names no C library type (OpenSSL,
-// PKCS#11, LMDB, liburing, TBB): those stay behind appliance/daemon/internal/.
+// Caveats:
+// - The configuration is strict: an unknown table or setting, a value of the wrong type or out of
+//   range is an error naming the file, line and setting ("signetd.toml:12:1: audit.map_size: ...").
+//   A typo never silently falls back to a default.
+// - Sizes are integers (bytes) or strings with a binary unit ("64MiB", "16 GiB"); durations are
+//   integers of milliseconds in settings ending in `_ms`.
+// - Secrets are never in the file: HSM PINs are named by `pin_file` (read with ReadSecretFile,
+//   which refuses files others can read).
+// - Relative paths are resolved against the directory of the configuration file.
 #ifndef SIGNET_APPLIANCE_DAEMON_DAEMON_H_
 #define SIGNET_APPLIANCE_DAEMON_DAEMON_H_
 
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "appliance/base/base.h"
 
-namespace signet::daemon {}  // namespace signet::daemon
+namespace signet::daemon {
+
+// [[hsm]]: one PKCS#11 token.
+struct HsmConfig {
+  std::string name;
+  std::filesystem::path module = "/usr/lib/softhsm/libsofthsm2.so";
+  std::string token_label;
+  std::filesystem::path pin_file;
+  unsigned sessions = 2;
+  bool verify_before_release = true;  // ECDSA and Ed25519 (RSA always)
+};
+
+// [[key]]: a key in an HSM, bound to one format (one key, one format).
+struct KeyConfig {
+  std::string name;             // what clients ask for
+  std::string hsm;              // an [[hsm]] name
+  std::string label;            // CKA_LABEL in the token (default: name)
+  std::string algorithm;        // "ecdsa-p256", "ecdsa-p384", "rsa-3072", "rsa-4096", "ed25519"
+  std::string format;           // "raw", "checkpoint" (the audit key), ...
+  std::string hash = "sha256";  // digest the signature covers: sha256, sha384, sha512
+  std::string rsa_padding = "pkcs1";  // "pkcs1" or "pss" (RSA keys only)
+};
+
+// [audit]
+struct AuditConfig {
+  std::filesystem::path dir;
+  std::filesystem::path checkpoint_file;
+  std::string origin;  // default: "<host_id>/audit"
+  std::string key;     // a [[key]] of format "checkpoint"
+  std::size_t map_size = std::size_t{64} << 20;
+  std::size_t max_map_size = std::size_t{16} << 30;
+  std::uint64_t checkpoint_every = 10000;
+  std::chrono::milliseconds checkpoint_interval{1000};
+};
+
+// [[listen]]: a Unix socket (`unix`) or TLS on TCP (`tls` = "HOST:PORT", with cert, key, ca).
+struct ListenConfig {
+  std::filesystem::path unix_path;
+  std::uint32_t mode = 0660;
+  std::string group;  // owner group of the socket (default: the daemon's)
+  std::string tls_address;
+  std::filesystem::path cert_file;
+  std::filesystem::path key_file;
+  std::filesystem::path ca_file;  // client certificates must chain to it
+};
+
+// [limits]
+struct LimitsConfig {
+  std::size_t max_body_bytes = std::size_t{16} << 20;
+  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_items_per_request = 10000;
+  std::size_t max_connections = 256;
+  std::chrono::milliseconds idle_timeout{60000};
+  std::chrono::milliseconds request_timeout{300000};
+};
+
+struct Config {
+  std::filesystem::path source;  // the file it was read from
+  std::filesystem::path state_dir = "/var/lib/signet";
+  std::string host_id;  // default: the host name
+  std::vector<HsmConfig> hsms;
+  std::vector<KeyConfig> keys;
+  AuditConfig audit;
+  std::vector<ListenConfig> listeners;
+  LimitsConfig limits;
+  std::filesystem::path policy_file;
+};
+
+// Parses a configuration. `source` names it in errors and anchors relative paths. Errors:
+// kInvalidArgument ("FILE:LINE:COL: setting: what is wrong"), with cross-checks: every key names a
+// known HSM, names and labels are unique, the audit key exists and has format "checkpoint", at
+// least one listener.
+[[nodiscard]] Result<Config> ParseConfig(std::string_view toml_text,
+                                         const std::filesystem::path& source);
+// Reads (at most 1 MiB) and parses `path`. Errors: those of ParseConfig, kNotFound, kIo.
+[[nodiscard]] Result<Config> LoadConfig(const std::filesystem::path& path);
+
+// "64MiB", "16 GiB", "4096" → bytes. Errors: kInvalidArgument.
+[[nodiscard]] Result<std::size_t> ParseSize(std::string_view text);
+
+}  // namespace signet::daemon
 
 #endif  // SIGNET_APPLIANCE_DAEMON_DAEMON_H_
