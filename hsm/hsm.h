@@ -4,10 +4,9 @@
 // - One Token per token per process. The PKCS#11 module is dlopen'ed and C_Initialize'd (with
 //   CKF_OS_LOCKING_OK) by the first Token that uses it and C_Finalize'd when the last one closes.
 // - The PIN is read from a file into a SecureBuffer (locked in RAM, out of core dumps, wiped when
-// the
-//   Token closes), kept only to log in again after the token loses its sessions, and never logged
-//   or put in argv or the environment. One session stays open for the Token's lifetime to hold the
-//   login.
+//   the Token closes), kept only to log in again after the token loses its sessions, and never
+//   logged or put in argv or the environment. One session stays open for the Token's lifetime
+//   to hold the login.
 // - A PKCS#11 session is used by one thread at a time: the pool leases sessions to the signer's
 //   workers (one worker per session). Token and Signer are thread-safe.
 // - A key is used only when its private half is sensitive, never extractable and may only sign

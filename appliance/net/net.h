@@ -25,8 +25,7 @@
 //   path that is not a socket) is an error. The socket file is removed again by Stop when it is
 //   still the one this Server bound.
 // - Exceeding max_connections still accepts the connection, answers 503 and closes it, so the
-// client
-//   learns why; such connections do not count toward the limit.
+//   client learns why; such connections do not count toward the limit.
 // - Stop (and the destructor) stop accepting, close idle connections, let requests already read
 //   finish until the deadline (their responses carry "Connection: close"), then close the rest.
 //   Do not call Stop or destroy the Server from inside a Handler.
