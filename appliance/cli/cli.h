@@ -11,6 +11,11 @@
 // `signet audit verify EXPORT... --key-file PUB.pem [--key-name NAME] [--json]` checks exports of
 // the audit log offline: signatures, records, inclusion proofs or the recomputed root, and that
 // several exports extend each other.
+// `signet verify --key-file PUB.pem [--hash ALGO] [--sig-dir DIR] [--rsa-padding pkcs1|pss]
+// [--json] FILE...` checks raw detached signatures (FILE.sig, or DIR/FILE.sig mirroring FILE's
+// relative path) locally: ECDSA P-256/P-384 (DER) and RSA PKCS#1 v1.5 or PSS, over the file's
+// SHA-256 (SHA-384 for P-384 keys) hashed by the pipeline; prints "FILE: OK" or
+// "FILE: FAILED (REASON)" per file and a summary on stderr.
 //
 // Caveats:
 // - With one algorithm, output lines are byte-compatible with GNU coreutils 9.1 `sha256sum`

@@ -33,10 +33,11 @@ int main(int argc, char** argv) {
     app.require_subcommand(1, 1);
     app.footer("Run 'signet COMMAND --help' for a command's options.");
 
-    // One line per subcommand; later: sign, verify, keys, admin.
+    // One line per subcommand; later: sign, keys, admin.
     std::vector<std::unique_ptr<Command>> commands;
     commands.push_back(signet::cli::MakeDigestCommand());
     commands.push_back(signet::cli::MakeAuditCommand());
+    commands.push_back(signet::cli::MakeVerifyCommand());
 
     std::vector<std::pair<CLI::App*, Command*>> registered;
     registered.reserve(commands.size());

@@ -32,6 +32,8 @@ std::unique_ptr<Command> MakeAuditCommand();
 // `signet audit export`: exports the audit log read-only (audit_export_command.cc). Registered
 // under `signet audit` by MakeAuditCommand's command, not by main.
 std::unique_ptr<Command> MakeAuditExportCommand();
+// `signet verify`: checks raw detached signatures locally with a public key (verify_command.cc).
+std::unique_ptr<Command> MakeVerifyCommand();
 
 }  // namespace signet::cli
 
