@@ -285,7 +285,8 @@ class Log {
   // The record with sequence number `seq`. Errors: kNotFound.
   [[nodiscard]] Result<Record> Get(std::uint64_t seq) const;
 
-  // OK, or the failure that stopped the log.
+  // OK, or why the log takes no records: the failure that stopped it, or kUnavailable once Close
+  // has begun. Callers check it before asking an HSM to sign.
   Status health() const;
   LogStats stats() const;
 

@@ -562,6 +562,9 @@ Result<std::string> Log::State::SignCheckpoint() {
     if (failure) {
       return MakeError(ErrorCode::kUnavailable, "the audit log has stopped: " + failure->message());
     }
+    if (writer_exit) {
+      return MakeError(ErrorCode::kUnavailable, "the audit log is closed");
+    }
     if (has_checkpoint && checkpoint_size == tree_size) {
       return latest_checkpoint;
     }
@@ -664,6 +667,9 @@ Status Log::health() const {
   if (state_->failure) {
     return MakeError(*state_->failure);
   }
+  if (state_->stopping) {
+    return MakeError(ErrorCode::kUnavailable, "the audit log is closing or closed");
+  }
   return OkStatus();
 }
 
@@ -703,7 +709,12 @@ Status Log::Close() {
                         [&] { return s.failure.has_value() || (s.queue.empty() && !s.in_flight); });
   }
   Status status = OkStatus();
-  if (health()) {
+  bool failed = false;
+  {
+    std::lock_guard lock(s.mu);
+    failed = s.failure.has_value();
+  }
+  if (!failed) {
     auto note = s.SignCheckpoint();
     if (!note) {
       status = MakeError(note.error().WithContext("final audit checkpoint"));

@@ -1,13 +1,102 @@
-// appliance/service/service.h: the public interface of signet::service.
+// appliance/service/service.h: the sign service. One request runs
+//   peer identity -> policy -> HSM batch -> verify -> audit (group commit) -> answer
+// over the HTTP API that signet::net serves:
+//   POST /v1/sign        JSON, or CBOR with the same schema (Content-Type: application/cbor)
+//   GET  /v1/keys        every key: name, algorithm, format, fingerprint, public key PEM
+//   GET  /v1/keys/NAME   one key
+//   GET  /v1/health      the audit log's health and stats, and each HSM token's stats
 //
-// Not built yet: this module will hold the sign service: request -> policy -> HSM -> formats ->
-// audit -> response; approvals; metrics. It may use: all modules above it. It names no C library
-// type (OpenSSL, PKCS#11, LMDB, liburing, TBB): those stay behind appliance/service/internal/.
+// Caveats:
+// - No record, no signature: a signature is put in a response only after the `sign` records of
+//   its request are committed to the audit log. If the log cannot take them (stopped, failed,
+//   queue full), the request gets 503 "audit_unavailable" and no signature. A log that already
+//   reports a failure or is closing is checked before the HSM is asked, so nothing is signed then.
+//   A log that fails between the check and the commit still releases nothing.
+// - Refusals are audited too: unknown key (404), too many items (413), policy denial (403) or
+//   rate limit (429), and HSM failures (503) each write one `deny` record, and the answer goes
+//   out after it is committed. If that record cannot be committed the answer is 503
+//   "audit_unavailable". Malformed requests (400) are not audited: nothing in them is reliable.
+// - One key, one format: the format, scheme and hash are fixed per key by ServiceKey; a request
+//   names only the key. Only format "raw" exists today (ECDSA DER, RSA PKCS#1 v1.5 or PSS over
+//   the key's hash), so `openssl dgst -<hash> -verify pub.pem -signature F.sig F` checks it.
+// - Every signature is verified with OpenSSL against the key's public key before its record is
+//   written, whatever the Token's VerifyPolicy is.
+// - Never blocks the caller: Handle parses and validates on the calling (I/O) thread, then
+//   everything else continues from HSM worker and audit writer callbacks. Building the response
+//   runs on the audit writer thread (it is short, but delays the next group commit by as much).
+// - Lifetimes: the Tokens named in ServiceKey and the Log must outlive the SignService and every
+//   request in flight. Stop the net::Server first (it waits for requests in flight), then destroy
+//   the SignService, then the Log and the Tokens.
+// - Batching: each request is one hsm::Token::Submit job (the token's workers take several jobs
+//   per wake-up, so requests from many clients share HSM sessions) and one Log::Submit of all its
+//   records (the log commits many callers' records in one transaction).
+// - Thread-safe. SetPolicy swaps the policy atomically: a request uses the policy it started with.
+//   Rate-limit counters survive a swap for rules that keep their names (RateLimiter::Retain).
+// - Rate limiting is told apart from other denials structurally: the service runs
+//   Policy::Evaluate and then RateLimiter::Charge itself (what policy::Authorize does), so 429 is
+//   answered exactly when the limiter refused.
 #ifndef SIGNET_APPLIANCE_SERVICE_SERVICE_H_
 #define SIGNET_APPLIANCE_SERVICE_SERVICE_H_
 
-#include "appliance/base/base.h"
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
 
-namespace signet::service {}  // namespace signet::service
+#include "appliance/audit/audit.h"
+#include "appliance/base/base.h"
+#include "appliance/net/net.h"
+#include "appliance/policy/policy.h"
+#include "hsm/hsm.h"
+
+namespace signet::service {
+
+// A key the service signs with, and how. Not owned: `token` must outlive the service.
+struct ServiceKey {
+  std::string name;             // what requests and policies call it: [A-Za-z0-9._-]{1,128}
+  hsm::Token* token = nullptr;  // the token that holds it
+  hsm::KeyHandle key;           // from Token::FindKey or GenerateKey
+  hsm::SignSpec spec;           // scheme and hash; must fit the key type
+  std::string format = "raw";   // only "raw" today
+};
+
+struct ServiceOptions {
+  std::string host_id;  // names this appliance in logs and health
+  // Items per request; more is 413 "too_many_items" naming max_items_per_request.
+  std::size_t max_items_per_request = 10000;
+  // Distinct (rule, principal) rate counters kept (policy::RateLimiter's max_tracked).
+  std::size_t max_rate_counters = policy::RateLimiter::kDefaultMaxTracked;
+};
+
+// SignService answers the sign API. Thread-safe; see the caveats above.
+class SignService {
+ public:
+  // Checks the keys (unique valid names, a token, a scheme and hash the key type supports, a
+  // known format) and the options. Errors: kInvalidArgument naming the key or option.
+  [[nodiscard]] static Result<std::unique_ptr<SignService>> Create(
+      ServiceOptions options, std::vector<ServiceKey> keys,
+      std::shared_ptr<const policy::Policy> policy, audit::Log& log);
+  ~SignService();
+  SignService(const SignService&) = delete;
+  SignService& operator=(const SignService&) = delete;
+
+  // Handles one request (a net::Handler). Returns at once; `respond` is called exactly once,
+  // possibly from another thread.
+  void Handle(net::Request request, net::Responder respond);
+  // A net::Handler that forwards to Handle. The service must outlive the Server using it.
+  net::Handler handler();
+
+  // Swaps the policy for requests that start from now on. `policy` must not be null.
+  void SetPolicy(std::shared_ptr<const policy::Policy> policy);
+  std::shared_ptr<const policy::Policy> policy() const;
+
+  struct State;
+
+ private:
+  explicit SignService(std::shared_ptr<State> state);
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace signet::service
 
 #endif  // SIGNET_APPLIANCE_SERVICE_SERVICE_H_

@@ -108,7 +108,12 @@ TEST(LogTest, AppendsGetsSequenceNumbersAndReadsBack) {
   ASSERT_EQ(found->size(), 1u);
   EXPECT_EQ((*found)[0].seq, 2u);
   EXPECT_EQ(log->stats().tree_size, 4u);
+  EXPECT_TRUE(log->health());
   EXPECT_TRUE(log->Close());
+  // Closed: callers learn it before they ask an HSM to sign, and nothing hangs.
+  EXPECT_EQ(log->health().error().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(log->Append({SampleRecord(4)}).error().code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(log->CheckpointNow().error().code(), ErrorCode::kUnavailable);
 }
 
 TEST(LogTest, RefusesBadRecordsWithoutStopping) {

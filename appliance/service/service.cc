@@ -1,0 +1,538 @@
+#include "appliance/service/service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
+
+#include "appliance/service/internal/crypto.h"
+#include "appliance/service/internal/request.h"
+
+namespace signet::service {
+namespace {
+
+using nlohmann::json;
+
+struct KeyEntry {
+  ServiceKey key;
+  std::shared_ptr<const internal::RawVerifier> verifier;
+};
+
+bool ValidKeyName(std::string_view name) {
+  if (name.empty() || name.size() > 128) {
+    return false;
+  }
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '.' || c == '_' || c == '-';
+  });
+}
+
+bool SchemeFits(hsm::KeyType type, hsm::Scheme scheme) {
+  switch (type) {
+    case hsm::KeyType::kEcdsaP256:
+    case hsm::KeyType::kEcdsaP384:
+      return scheme == hsm::Scheme::kEcdsa;
+    case hsm::KeyType::kRsa3072:
+    case hsm::KeyType::kRsa4096:
+      return scheme == hsm::Scheme::kRsaPkcs1 || scheme == hsm::Scheme::kRsaPss;
+    case hsm::KeyType::kEd25519:
+      return false;  // raw Ed25519 signs messages, not digests: not a raw-format key
+  }
+  return false;
+}
+
+net::Response JsonResponse(int status, const json& body) {
+  net::Response response;
+  response.status = status;
+  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return response;
+}
+
+net::Response Encode(int status, const json& body, bool cbor) {
+  if (!cbor) {
+    return JsonResponse(status, body);
+  }
+  net::Response response;
+  response.status = status;
+  response.content_type = "application/cbor";
+  const std::vector<std::uint8_t> bytes = json::to_cbor(body);
+  response.body.assign(bytes.begin(), bytes.end());
+  return response;
+}
+
+net::Response AuditUnavailable(const Error& error) {
+  return net::JsonError(
+      503, "audit_unavailable",
+      "the audit log cannot record this request, so nothing was signed: " + error.message());
+}
+
+std::string MediaType(const net::Request& request) {
+  const auto header = request.Header("content-type");
+  if (!header) {
+    return "";
+  }
+  std::string type(header->substr(0, header->find(';')));
+  while (!type.empty() && std::isspace(static_cast<unsigned char>(type.back())) != 0) {
+    type.pop_back();
+  }
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return type;
+}
+
+json KeyJson(const KeyEntry& entry) {
+  const ServiceKey& k = entry.key;
+  return json{{"name", k.name},
+              {"algorithm", std::string(hsm::KeyTypeName(k.key.type))},
+              {"scheme", std::string(hsm::SchemeName(k.spec.scheme))},
+              {"hash", std::string(hsm::HashName(k.spec.hash))},
+              {"format", k.format},
+              {"fingerprint", k.key.public_key.fingerprint},
+              {"public_key_pem", k.key.public_key.pem}};
+}
+
+}  // namespace
+
+struct SignService::State {
+  ServiceOptions options;
+  std::map<std::string, KeyEntry, std::less<>> keys;
+  audit::Log& log;
+  policy::RateLimiter limiter;
+  mutable std::mutex policy_mu;
+  std::shared_ptr<const policy::Policy> policy;
+
+  State(ServiceOptions o, audit::Log& l)
+      : options(std::move(o)), log(l), limiter(options.max_rate_counters) {}
+
+  std::shared_ptr<const policy::Policy> CurrentPolicy() const {
+    std::lock_guard lock(policy_mu);
+    return policy;
+  }
+};
+
+namespace {
+
+using State = SignService::State;
+
+// One POST /v1/sign in flight. Shared by the callbacks that carry it along.
+struct SignCall {
+  std::shared_ptr<State> state;
+  const KeyEntry* key = nullptr;  // null when the key is unknown
+  std::shared_ptr<const policy::Policy> policy;
+  net::Peer peer;
+  std::string request_id;
+  internal::SignBody envelope;
+  std::vector<internal::SignItem> items;
+  bool cbor = false;
+  policy::Verdict verdict;
+  net::Responder respond;
+};
+
+// The fields every record of `call` shares.
+audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
+  audit::Record r;
+  r.kind = kind;
+  r.request_id = call.request_id;
+  r.ticket = call.envelope.ticket;
+  r.client_host = call.envelope.client_host;
+  r.tool_name = call.envelope.tool_name;
+  r.tool_version = call.envelope.tool_version;
+  const net::Peer& peer = call.peer;
+  if (peer.kind == net::Peer::Kind::kUnix) {
+    r.requester.uid = peer.uid;
+    r.requester.user = peer.user;
+    r.requester.groups = peer.groups;
+    r.peer_pid = peer.pid;
+  } else {
+    r.requester.cert_subject = peer.cert_subject;
+    r.requester.cert_fingerprint = peer.cert_fingerprint;
+    r.peer_address = peer.address;
+  }
+  r.key_name = call.envelope.key;
+  if (call.key != nullptr) {
+    r.key_fingerprint = call.key->key.key.public_key.fingerprint;
+    r.algorithm = std::string(hsm::KeyTypeName(call.key->key.key.type));
+    r.format = call.key->key.format;
+  }
+  if (call.policy) {
+    r.policy_version = call.policy->version();
+  }
+  return r;
+}
+
+policy::Principal PrincipalOf(const net::Peer& peer) {
+  policy::Principal p;
+  if (peer.kind == net::Peer::Kind::kUnix) {
+    p.uid = peer.uid;
+    p.user = peer.user;
+    p.groups = peer.groups;
+  } else {
+    p.cert_subject = peer.cert_subject;
+    p.cert_fingerprint = peer.cert_fingerprint;
+  }
+  return p;
+}
+
+// Writes one `deny` record for `call` and sends `answer` once it is durable (503 if it cannot
+// be written).
+void DenyAfterAudit(const std::shared_ptr<SignCall>& call, std::string decision, std::string rule,
+                    std::string detail, net::Response answer) {
+  audit::Record r = BaseRecord(*call, audit::RecordKind::kDeny);
+  r.decision = std::move(decision);
+  r.policy_rule = std::move(rule);
+  r.detail = std::move(detail);
+  if (!call->items.empty()) {
+    const internal::SignItem& first = call->items.front();
+    r.artifact_name = first.name;
+    r.artifact_size = first.size;
+    r.digests = first.digests;
+  }
+  std::vector<audit::Record> records;
+  records.push_back(std::move(r));
+  auto status = call->state->log.Submit(
+      std::move(records), [call, answer = std::move(answer)](Result<audit::SeqRange> committed) {
+        if (!committed) {
+          spdlog::error("request {}: denial not recorded: {}", call->request_id,
+                        committed.error().ToString());
+          call->respond(AuditUnavailable(committed.error()));
+          return;
+        }
+        call->respond(answer);
+      });
+  if (!status) {
+    spdlog::error("request {}: denial not recorded: {}", call->request_id,
+                  status.error().ToString());
+    call->respond(AuditUnavailable(status.error()));
+  }
+}
+
+void FailHsm(const std::shared_ptr<SignCall>& call, const Error& error) {
+  spdlog::warn("request {}: HSM: {}", call->request_id, error.ToString());
+  DenyAfterAudit(call, "deny", call->verdict.rule, "HSM: " + error.message(),
+                 net::JsonError(503, "hsm_unavailable",
+                                "the HSM could not sign this request: " + error.message()));
+}
+
+// HSM worker thread: check the signatures, record them, answer after the commit.
+void OnSigned(const std::shared_ptr<SignCall>& call, Result<hsm::Signatures> signed_result) {
+  if (!signed_result) {
+    FailHsm(call, signed_result.error());
+    return;
+  }
+  auto signatures = std::make_shared<hsm::Signatures>(std::move(*signed_result));
+  if (signatures->size() != call->items.size()) {
+    FailHsm(call, Error(ErrorCode::kInternal,
+                        "the HSM returned " + std::to_string(signatures->size()) +
+                            " signatures for " + std::to_string(call->items.size()) + " items"));
+    return;
+  }
+  const KeyEntry& key = *call->key;
+  const std::string hash_name(hsm::HashName(key.key.spec.hash));
+  std::vector<audit::Record> records;
+  records.reserve(call->items.size());
+  for (std::size_t i = 0; i < call->items.size(); ++i) {
+    const internal::SignItem& item = call->items[i];
+    const Bytes digest = HexDecode(item.digests.at(hash_name)).value_or(Bytes{});
+    if (auto ok = key.verifier->Verify(digest, (*signatures)[i]); !ok) {
+      FailHsm(call, ok.error().WithContext(item.name));
+      return;
+    }
+    audit::Record r = BaseRecord(*call, audit::RecordKind::kSign);
+    r.artifact_name = item.name;
+    r.artifact_size = item.size;
+    r.digests = item.digests;
+    r.signature_sha256 = internal::Sha256Hex((*signatures)[i]);
+    r.decision = "allow";
+    r.policy_rule = call->verdict.rule;
+    records.push_back(std::move(r));
+  }
+  auto status = call->state->log.Submit(
+      std::move(records), [call, signatures](Result<audit::SeqRange> committed) {
+        if (!committed) {
+          spdlog::error("request {}: signatures not recorded, withheld: {}", call->request_id,
+                        committed.error().ToString());
+          call->respond(AuditUnavailable(committed.error()));
+          return;
+        }
+        json items = json::array();
+        for (std::size_t i = 0; i < call->items.size(); ++i) {
+          items.push_back(json{{"name", call->items[i].name},
+                               {"signature", Base64Encode((*signatures)[i])},
+                               {"seq", committed->first + i}});
+        }
+        call->respond(Encode(200,
+                             json{{"key", call->key->key.name},
+                                  {"format", call->key->key.format},
+                                  {"items", std::move(items)},
+                                  {"request_id", call->request_id}},
+                             call->cbor));
+      });
+  if (!status) {
+    spdlog::error("request {}: signatures not recorded, withheld: {}", call->request_id,
+                  status.error().ToString());
+    call->respond(AuditUnavailable(status.error()));
+  }
+}
+
+void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::Responder respond) {
+  const std::string media = MediaType(request);
+  if (!media.empty() && media != "application/json" && media != "application/cbor") {
+    respond(net::JsonError(415, "unsupported_media_type",
+                           "send application/json or application/cbor, not " + media));
+    return;
+  }
+  auto call = std::make_shared<SignCall>();
+  call->state = state;
+  call->cbor = media == "application/cbor";
+  call->peer = std::move(request.peer);
+  call->request_id = request.request_id;
+  call->respond = std::move(respond);
+
+  auto parsed = internal::ParseSignBody(request.body, call->cbor);
+  if (!parsed) {
+    call->respond(net::JsonError(400, "malformed", parsed.error().message()));
+    return;
+  }
+  call->envelope = parsed->envelope;
+  call->policy = state->CurrentPolicy();
+  // Fail closed before anything else: a log that has failed can record neither a denial nor a
+  // signature.
+  if (auto health = state->log.health(); !health) {
+    call->respond(AuditUnavailable(health.error()));
+    return;
+  }
+  const auto key_it = state->keys.find(call->envelope.key);
+  if (key_it == state->keys.end()) {
+    const std::string message =
+        "no key named \"" + call->envelope.key + "\"; GET /v1/keys lists them";
+    DenyAfterAudit(call, "deny", "", "unknown key", net::JsonError(404, "unknown_key", message));
+    return;
+  }
+  call->key = &key_it->second;
+  const std::size_t max_items = state->options.max_items_per_request;
+  if (call->envelope.item_count > max_items) {
+    const std::string message = std::to_string(call->envelope.item_count) +
+                                " items is more than max_items_per_request (" +
+                                std::to_string(max_items) + "); split the request";
+    DenyAfterAudit(call, "deny", "", message,
+                   net::JsonError(413, "too_many_items", message, "max_items_per_request"));
+    return;
+  }
+  auto items = parsed->CheckItems(call->key->key.spec.hash);
+  if (!items) {
+    call->respond(net::JsonError(400, "malformed", items.error().message()));
+    return;
+  }
+  call->items = std::move(*items);
+
+  policy::SignRequest sign_request{.principal = PrincipalOf(call->peer),
+                                   .key = call->envelope.key,
+                                   .tool = call->envelope.tool_name,
+                                   .artifact_names = {},
+                                   .items = call->items.size()};
+  sign_request.artifact_names.reserve(call->items.size());
+  for (const auto& item : call->items) {
+    sign_request.artifact_names.push_back(item.name);
+  }
+  // policy::Authorize, unrolled so a rate-limit refusal is known for what it is (429).
+  call->verdict = call->policy->Evaluate(sign_request);
+  bool rate_limited = false;
+  if (call->verdict.allowed()) {
+    const policy::Rule* rule = call->policy->FindRule(call->verdict.rule);
+    if (rule != nullptr && rule->rate_per_hour.has_value()) {
+      policy::Verdict charged =
+          state->limiter.Charge(*rule, sign_request.principal, sign_request.items);
+      if (!charged.allowed()) {
+        call->verdict = std::move(charged);
+        rate_limited = true;
+      }
+    }
+  }
+  if (!call->verdict.allowed()) {
+    const policy::Verdict& v = call->verdict;
+    net::Response answer =
+        rate_limited
+            ? JsonResponse(429,
+                           json{{"code", "rate_limited"}, {"message", v.reason}, {"rule", v.rule}})
+            : JsonResponse(403, json{{"code", "denied"}, {"message", v.reason}, {"rule", v.rule}});
+    DenyAfterAudit(call, std::string(policy::DecisionName(v.decision)), v.rule, v.reason,
+                   std::move(answer));
+    return;
+  }
+
+  const std::string hash_name(hsm::HashName(call->key->key.spec.hash));
+  std::vector<Bytes> digests;
+  digests.reserve(call->items.size());
+  for (const auto& item : call->items) {
+    digests.push_back(HexDecode(item.digests.at(hash_name)).value_or(Bytes{}));
+  }
+  const ServiceKey& key = call->key->key;
+  auto submitted = key.token->Submit(
+      key.key, key.spec, std::move(digests),
+      [call](Result<hsm::Signatures> signatures) { OnSigned(call, std::move(signatures)); });
+  if (!submitted) {
+    FailHsm(call, submitted.error());
+  }
+}
+
+void HandleKeys(const State& state, std::string_view name, net::Responder& respond) {
+  if (name.empty()) {
+    json keys = json::array();
+    for (const auto& [key_name, entry] : state.keys) {
+      keys.push_back(KeyJson(entry));
+    }
+    respond(JsonResponse(200, json{{"keys", std::move(keys)}}));
+    return;
+  }
+  const auto it = state.keys.find(name);
+  if (it == state.keys.end()) {
+    respond(net::JsonError(404, "unknown_key", "no key named \"" + std::string(name) + "\""));
+    return;
+  }
+  respond(JsonResponse(200, KeyJson(it->second)));
+}
+
+void HandleHealth(const State& state, net::Responder& respond) {
+  const Status health = state.log.health();
+  const audit::LogStats stats = state.log.stats();
+  json audit_json{{"ok", health.has_value()},
+                  {"tree_size", stats.tree_size},
+                  {"commits", stats.commits},
+                  {"checkpoint_size", stats.checkpoint_size},
+                  {"last_commit_latency_us", stats.last_commit_latency.count()},
+                  {"map_size", stats.map_size},
+                  {"map_used", stats.map_used}};
+  if (!health) {
+    audit_json["error"] = health.error().message();
+  }
+  json tokens = json::array();
+  std::set<const hsm::Token*> seen;
+  for (const auto& [name, entry] : state.keys) {
+    if (!seen.insert(entry.key.token).second) {
+      continue;
+    }
+    const hsm::Token::Stats s = entry.key.token->stats();
+    json names = json::array();
+    for (const auto& [other, e] : state.keys) {
+      if (e.key.token == entry.key.token) {
+        names.push_back(other);
+      }
+    }
+    tokens.push_back(json{{"keys", std::move(names)},
+                          {"signatures", s.signatures},
+                          {"jobs_failed", s.jobs_failed},
+                          {"retries", s.retries},
+                          {"sessions_reopened", s.sessions_reopened},
+                          {"queue_depth", s.queue_depth}});
+  }
+  const std::string status = health ? "ok" : "unavailable";
+  respond(JsonResponse(health ? 200 : 503, json{{"status", status},
+                                                {"host_id", state.options.host_id},
+                                                {"audit", std::move(audit_json)},
+                                                {"hsm", std::move(tokens)}}));
+}
+
+}  // namespace
+
+SignService::SignService(std::shared_ptr<State> state) : state_(std::move(state)) {}
+SignService::~SignService() = default;
+
+Result<std::unique_ptr<SignService>> SignService::Create(
+    ServiceOptions options, std::vector<ServiceKey> keys,
+    std::shared_ptr<const policy::Policy> policy, audit::Log& log) {
+  if (!policy) {
+    return MakeError(ErrorCode::kInvalidArgument, "no policy");
+  }
+  if (options.max_items_per_request == 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "max_items_per_request must be at least 1");
+  }
+  auto state = std::make_shared<State>(std::move(options), log);
+  state->policy = std::move(policy);
+  for (ServiceKey& key : keys) {
+    const std::string at = "key \"" + key.name + "\": ";
+    if (!ValidKeyName(key.name)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       at + "a key name is 1 to 128 of [A-Za-z0-9._-]");
+    }
+    if (key.token == nullptr) {
+      return MakeError(ErrorCode::kInvalidArgument, at + "no token");
+    }
+    if (key.format != "raw") {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       at + "format \"" + key.format + "\" is not supported (only \"raw\")");
+    }
+    if (!SchemeFits(key.key.type, key.spec.scheme)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       at + "a " + std::string(hsm::KeyTypeName(key.key.type)) +
+                           " key cannot sign raw digests with scheme " +
+                           std::string(hsm::SchemeName(key.spec.scheme)));
+    }
+    auto verifier = internal::RawVerifier::Create(key.key.public_key.spki_der, key.spec);
+    if (!verifier) {
+      return MakeError(verifier.error().WithContext(at.substr(0, at.size() - 2)));
+    }
+    std::string name = key.name;
+    if (!state->keys.emplace(name, KeyEntry{std::move(key), std::move(*verifier)}).second) {
+      return MakeError(ErrorCode::kInvalidArgument, at + "named twice");
+    }
+  }
+  return std::unique_ptr<SignService>(new SignService(std::move(state)));
+}
+
+void SignService::Handle(net::Request request, net::Responder respond) {
+  const std::string target = request.target.substr(0, request.target.find('?'));
+  constexpr std::string_view kKeysPrefix = "/v1/keys/";
+  const bool get = request.method == "GET";
+  if (target == "/v1/sign") {
+    if (request.method != "POST") {
+      respond(net::JsonError(405, "method_not_allowed", "use POST /v1/sign"));
+      return;
+    }
+    HandleSign(state_, std::move(request), std::move(respond));
+    return;
+  }
+  if (target == "/v1/keys" || target.starts_with(kKeysPrefix) || target == "/v1/health") {
+    if (!get) {
+      respond(net::JsonError(405, "method_not_allowed", "use GET " + target));
+      return;
+    }
+    if (target == "/v1/health") {
+      HandleHealth(*state_, respond);
+    } else {
+      HandleKeys(*state_,
+                 target == "/v1/keys" ? std::string_view()
+                                      : std::string_view(target).substr(kKeysPrefix.size()),
+                 respond);
+    }
+    return;
+  }
+  respond(net::JsonError(404, "not_found",
+                         "no such endpoint; the API is POST /v1/sign, GET /v1/keys[/NAME], "
+                         "GET /v1/health"));
+}
+
+net::Handler SignService::handler() {
+  return [this](net::Request request, net::Responder respond) {
+    Handle(std::move(request), std::move(respond));
+  };
+}
+
+void SignService::SetPolicy(std::shared_ptr<const policy::Policy> policy) {
+  if (!policy) {
+    return;
+  }
+  state_->limiter.Retain(*policy);
+  std::lock_guard lock(state_->policy_mu);
+  state_->policy = std::move(policy);
+}
+
+std::shared_ptr<const policy::Policy> SignService::policy() const {
+  return state_->CurrentPolicy();
+}
+
+}  // namespace signet::service
