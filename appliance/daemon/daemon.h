@@ -1,4 +1,4 @@
-// appliance/daemon/daemon.h: signetd's configuration (TOML), and later its start-up, the --dev
+// appliance/daemon/daemon.h: signetd's configuration (TOML), its start-up and shutdown, the --dev
 // embedded default, hardening and signals. It may use: service, admin.
 //
 // Caveats:
@@ -10,12 +10,19 @@
 // - Secrets are never in the file: HSM PINs are named by `pin_file` (read with ReadSecretFile,
 //   which refuses files others can read).
 // - Relative paths are resolved against the directory of the configuration file.
+// - Daemon::Start starts threads (HSM workers, the audit writer, I/O threads). Block the signals
+//   the process waits for (BlockDaemonSignals) before the first Start, so only sigwait sees them.
+// - Lifetimes inside a Daemon: Stop stops the server (requests in flight finish and are recorded),
+//   then the service, then closes the audit log (final checkpoint), then the tokens.
+// - --dev (PrepareDevState) sets SOFTHSM2_CONF for this process: call it before any Token opens.
 #ifndef SIGNET_APPLIANCE_DAEMON_DAEMON_H_
 #define SIGNET_APPLIANCE_DAEMON_DAEMON_H_
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -102,6 +109,64 @@ struct Config {
 
 // "64MiB", "16 GiB", "4096" → bytes. Errors: kInvalidArgument.
 [[nodiscard]] Result<std::size_t> ParseSize(std::string_view text);
+
+// ---- Start-up -----------------------------------------------------------------------------------
+
+// A running signetd: the tokens, keys, audit log, policy, sign service and listeners of a Config.
+// Start and Stop are called from one thread (main); ReloadPolicy too.
+class Daemon {
+ public:
+  // Opens every [[hsm]], finds every [[key]] (refusing a missing or refused key by name), opens the
+  // audit log with the audit key, reads the policy file, creates the sign service and binds the
+  // listeners. Writes one line per piece through `log`. Errors: whatever piece failed, named
+  // ("key release: ...", "policy: FILE:LINE:COL: ...", "listen unix:PATH: ...").
+  [[nodiscard]] static Result<std::unique_ptr<Daemon>> Start(
+      const Config& config, std::function<void(std::string_view line)> log);
+  // Stop(Deadline::In(30s)), ignoring its error.
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Re-reads the policy file. On success the service uses it for requests that start from now on
+  // and its version is returned; on failure (errors with line numbers) the previous policy stays.
+  [[nodiscard]] Result<std::string> ReloadPolicy();
+
+  // Stops accepting, lets requests in flight finish until `deadline` (they are recorded), closes
+  // the audit log (final checkpoint) and the tokens. Idempotent. Errors: the audit log's Close.
+  [[nodiscard]] Status Stop(Deadline deadline);
+
+  struct State;
+
+ private:
+  explicit Daemon(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// What --dev created or found.
+struct DevState {
+  std::filesystem::path dir;     // absolute
+  std::filesystem::path config;  // DIR/signetd.toml
+  bool created = false;          // true on first start
+};
+
+// The --dev embedded default under `dir` (made absolute, created 0700). On first start: a SoftHSM
+// configuration and token "signet-dev" (random PINs in DIR/pin and DIR/so-pin, 0600), keys
+// "default" (raw) and "audit" (checkpoint), a policy letting the invoking user sign with every raw
+// key, and DIR/signetd.toml describing it all. Later starts reuse DIR/signetd.toml. Either way sets
+// SOFTHSM2_CONF to DIR/softhsm2.conf for this process. Errors: kIo, kHsm, kInvalidArgument (a
+// half-made state dir, naming what to remove).
+[[nodiscard]] Result<DevState> PrepareDevState(const std::filesystem::path& dir);
+
+// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in threads it starts later), and
+// ignores SIGPIPE. Errors: kInternal.
+[[nodiscard]] Status BlockDaemonSignals();
+
+// Makes the process undumpable (PR_SET_DUMPABLE 0), sets RLIMIT_CORE to 0 and the umask to 077.
+// Errors: kInternal naming the call that failed.
+[[nodiscard]] Status Harden();
+
+// signetd's main: `--config FILE` or `--dev [--state-dir DIR]`. Returns the exit status.
+int DaemonMain(int argc, char** argv);
 
 }  // namespace signet::daemon
 

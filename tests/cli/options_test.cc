@@ -60,7 +60,8 @@ TEST_F(OptionsTest, BadValuesExitTwoNamingTheOption) {
       {{"digest", "--check"}, "--check"},
       {{"digest", "--frobnicate", "a"}, "--frobnicate"},
       {{}, "A subcommand is required"},
-      {{"sign"}, "subcommand"},
+      {{"sign"}, "--key is required"},
+      {{"frobnicate"}, "subcommand"},
   };
   for (const BadUsage& bad : cases) {
     ProcessResult actual = Signet(bad.args);

@@ -34,6 +34,8 @@ std::unique_ptr<Command> MakeAuditCommand();
 std::unique_ptr<Command> MakeAuditExportCommand();
 // `signet verify`: checks raw detached signatures locally with a public key (verify_command.cc).
 std::unique_ptr<Command> MakeVerifyCommand();
+// `signet sign`: has signetd sign the files' digests, writing FILE.sig (sign_command.cc).
+std::unique_ptr<Command> MakeSignCommand();
 
 }  // namespace signet::cli
 

@@ -1,0 +1,756 @@
+// `signet sign --key NAME FILE...`: hashes files where they are and has signetd sign the digests,
+// writing raw detached signatures (FILE.sig). Three stages overlap: the hasher's workers hash
+// files, a sender thread posts full batches of digests to the daemon (one persistent HTTP
+// connection over its Unix socket, libcurl), and the sender writes each batch's signatures as its
+// answer comes back while the hasher carries on with the next files.
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <span>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "appliance/cli/cli.h"
+#include "appliance/cli/internal/command.h"
+#include "appliance/cli/internal/digest.h"
+#include "appliance/cli/internal/json_line.h"
+#include "appliance/cli/internal/progress.h"
+
+namespace signet::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kToolVersion = "0.1.0";
+constexpr std::string_view kSystemSocket = "/run/signet/sign.sock";
+constexpr std::size_t kDefaultBatch = 256;
+constexpr std::size_t kMaxBatch = 10000;   // the daemon's default max_items_per_request
+constexpr std::size_t kQueuedBatches = 4;  // batches hashed ahead of the sender
+constexpr std::size_t kMaxNameBytes = 4096;
+
+constexpr std::string_view kFooter = R"footer(
+The key's hash (GET /v1/keys/NAME) decides what the files are hashed with. Digests go to signetd
+in batches of --batch-size while hashing continues; each answered FILE gets FILE.sig (with
+--out-dir DIR: DIR/FILE.sig, FILE's relative path mirrored under DIR), the raw signature that
+`openssl dgst -sha256 -verify pub.pem -signature FILE.sig FILE` checks. Signatures are written to a
+temporary file and renamed into place. An existing FILE.sig is never replaced without --force: its
+FILE fails and its digest is not sent. With -r, files named *.sig found in directories are skipped.
+
+The daemon's socket is --socket, else $SIGNET_SOCKET, else ./.signet/sign.sock, else
+/run/signet/sign.sock (the first that exists).
+
+Prints "signed FILE -> FILE.sig (seq N)" per file as its batch is answered (--json: one object
+per file: path, signature_path, seq, ok, error), errors on stderr, and a summary on stderr. A
+refusal by the daemon (policy, rate limit, audit log unavailable) fails every file of its batch.
+
+Exit status: 0 every file signed, 1 a file failed (or the daemon could not be used),
+2 bad command line.
+
+Examples:
+  signet sign --key release dist/*.tar.gz
+  signet sign --key release -r --out-dir sigs/ dist/
+  signet sign --socket /run/signet/sign.sock --key release --json build/app.bin | jq .seq)footer";
+
+// ---- HTTP over the daemon's Unix socket --------------------------------------------------------
+
+using CurlEasy = std::unique_ptr<CURL, FnDeleter<&curl_easy_cleanup>>;
+using CurlSlist = std::unique_ptr<curl_slist, FnDeleter<&curl_slist_free_all>>;
+
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+};
+
+std::size_t AppendBody(char* data, std::size_t size, std::size_t count, void* user) {
+  static_cast<std::string*>(user)->append(data, size * count);
+  return size * count;
+}
+
+// SignClient sends requests to signetd over one connection that curl keeps open between them.
+// Used by one thread at a time (main, then the sender).
+class SignClient {
+ public:
+  SignClient() = default;  // unusable until set up by Connect
+  SignClient(const SignClient&) = delete;
+  SignClient& operator=(const SignClient&) = delete;
+
+  // Errors: kInternal (curl could not be set up).
+  [[nodiscard]] static Result<std::unique_ptr<SignClient>> Connect(std::string socket);
+
+  // Errors: kUnavailable (no connection, timeout, broken answer), naming the socket.
+  [[nodiscard]] Result<HttpAnswer> Get(const std::string& target) { return Send(target, nullptr); }
+  [[nodiscard]] Result<HttpAnswer> Post(const std::string& target, const std::string& body) {
+    return Send(target, &body);
+  }
+
+ private:
+  [[nodiscard]] Result<HttpAnswer> Send(const std::string& target, const std::string* body);
+
+  CurlEasy handle_;
+  CurlSlist json_headers_;
+  std::string socket_;
+  char error_[CURL_ERROR_SIZE] = {};
+};
+
+Result<std::unique_ptr<SignClient>> SignClient::Connect(std::string socket) {
+  // Once per process; the client is made once per run.
+  if (const CURLcode init = curl_global_init(CURL_GLOBAL_DEFAULT); init != CURLE_OK) {
+    return MakeError(ErrorCode::kInternal,
+                     fmt::format("curl_global_init: {}", curl_easy_strerror(init)));
+  }
+  auto client = std::make_unique<SignClient>();
+  client->socket_ = std::move(socket);
+  client->handle_.reset(curl_easy_init());
+  curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
+  client->json_headers_.reset(list);
+  // Without this, curl sends "Expect: 100-continue" before large bodies and waits for it.
+  if (list == nullptr || curl_slist_append(list, "Expect:") == nullptr || !client->handle_) {
+    return MakeError(ErrorCode::kInternal, "curl: out of memory");
+  }
+  CURL* h = client->handle_.get();
+  const bool ok =
+      curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, client->socket_.c_str()) == CURLE_OK &&
+      curl_easy_setopt(h, CURLOPT_ERRORBUFFER, client->error_) == CURLE_OK &&
+      curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody) == CURLE_OK &&
+      curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+      curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L) == CURLE_OK &&
+      // A batch waits for the HSM and an audit commit; ten minutes means something is wrong.
+      curl_easy_setopt(h, CURLOPT_TIMEOUT, 600L) == CURLE_OK;
+  if (!ok) {
+    return MakeError(ErrorCode::kInternal, "curl_easy_setopt failed");
+  }
+  return client;
+}
+
+Result<HttpAnswer> SignClient::Send(const std::string& target, const std::string* body) {
+  CURL* h = handle_.get();
+  const std::string url = "http://localhost" + target;
+  HttpAnswer answer;
+  error_[0] = '\0';
+  bool ok = curl_easy_setopt(h, CURLOPT_URL, url.c_str()) == CURLE_OK &&
+            curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body) == CURLE_OK;
+  if (body != nullptr) {
+    ok = ok && curl_easy_setopt(h, CURLOPT_POST, 1L) == CURLE_OK &&
+         curl_easy_setopt(h, CURLOPT_HTTPHEADER, json_headers_.get()) == CURLE_OK &&
+         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data()) == CURLE_OK &&
+         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size())) ==
+             CURLE_OK;
+  } else {
+    ok = ok && curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
+         curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr) == CURLE_OK;
+  }
+  if (!ok) {
+    return MakeError(ErrorCode::kInternal, "curl_easy_setopt failed");
+  }
+  if (const CURLcode rc = curl_easy_perform(h); rc != CURLE_OK) {
+    const std::string detail = error_[0] != '\0' ? error_ : curl_easy_strerror(rc);
+    return MakeError(ErrorCode::kUnavailable,
+                     fmt::format("talking to signetd at {}: {}", DisplayName(socket_), detail));
+  }
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  answer.status = static_cast<int>(status);
+  return answer;
+}
+
+// The first socket path that exists: `given`, else $SIGNET_SOCKET, ./.signet/sign.sock and
+// /run/signet/sign.sock. Errors: kUnavailable listing every path tried.
+Result<std::string> FindSocket(const std::optional<std::string>& given) {
+  std::vector<std::string> candidates;
+  if (given) {
+    candidates.push_back(*given);
+  } else {
+    if (const char* env = std::getenv("SIGNET_SOCKET"); env != nullptr && *env != '\0') {
+      candidates.emplace_back(env);
+    }
+    candidates.emplace_back("./.signet/sign.sock");
+    candidates.emplace_back(kSystemSocket);
+  }
+  std::string tried;
+  for (const std::string& path : candidates) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0) {
+      return path;
+    }
+    tried += (tried.empty() ? "" : ", ") + DisplayName(path);
+  }
+  return MakeError(ErrorCode::kUnavailable,
+                   fmt::format("no signetd socket found (looked for {}); is signetd running? Name "
+                               "its socket with --socket PATH or $SIGNET_SOCKET",
+                               tried));
+}
+
+// The daemon's error shape {"code", "message"[, "rule"][, "limit"]} as one line.
+std::string DescribeRefusal(const HttpAnswer& answer) {
+  const json body = json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("message") || !body["message"].is_string()) {
+    return fmt::format("signetd answered HTTP {}: {}", answer.status,
+                       DisplayName(answer.body.substr(0, 200)));
+  }
+  std::string text =
+      fmt::format("signetd refused (HTTP {} {}): {}", answer.status,
+                  body.value("code", std::string("error")), body["message"].get<std::string>());
+  if (body.contains("rule") && body["rule"].is_string()) {
+    const auto& rule = body["rule"].get_ref<const std::string&>();
+    text += rule.empty() ? " (no policy rule applies)" : fmt::format(" (policy rule \"{}\")", rule);
+  }
+  if (body.contains("limit") && body["limit"].is_string()) {
+    text += fmt::format(" (limit {})", body["limit"].get<std::string>());
+  }
+  return DisplayName(text);
+}
+
+// ---- Signatures on disk ------------------------------------------------------------------------
+
+// Writes `bytes` to `path` through a temporary file in the same directory, fsynced, then renamed
+// over `path` (`replace`) or linked to it (fails with EEXIST if `path` appeared meanwhile). A
+// failure leaves no partial `path`. Errors: ErrnoError naming the file.
+Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> bytes, mode_t mode,
+                       bool replace) {
+  std::string temp = path + ".tmp.XXXXXX";
+  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
+  if (!fd) {
+    return MakeError(ErrnoError(errno, temp));
+  }
+  auto fail = [&](int err, const std::string& what) {
+    ::unlink(temp.c_str());
+    return MakeError(ErrnoError(err, what));
+  };
+  if (::fchmod(fd.get(), mode) != 0) {
+    return fail(errno, temp);
+  }
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return fail(errno, temp);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd.get()) != 0) {
+    return fail(errno, temp);
+  }
+  if (auto closed = fd.Close(); !closed) {
+    ::unlink(temp.c_str());
+    return MakeError(closed.error());
+  }
+  if (replace) {
+    if (::rename(temp.c_str(), path.c_str()) != 0) {
+      return fail(errno, path);
+    }
+    return OkStatus();
+  }
+  if (::link(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(temp.c_str());
+    if (err == EEXIST) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("{} exists; use --force", DisplayName(path)));
+    }
+    return MakeError(ErrnoError(err, path));
+  }
+  ::unlink(temp.c_str());
+  return OkStatus();
+}
+
+// ---- The command -------------------------------------------------------------------------------
+
+struct SignSettings {
+  std::optional<std::string> socket;
+  std::string key;
+  bool recursive = false;
+  std::optional<std::filesystem::path> out_dir;
+  std::size_t batch_size = kDefaultBatch;
+  bool force = false;
+  bool json = false;
+  std::vector<std::filesystem::path> paths;
+};
+
+// The key as GET /v1/keys/NAME describes it.
+struct KeyInfo {
+  std::string name;
+  std::string algorithm;
+  std::string format;
+  pipeline::DigestAlgorithm hash = pipeline::DigestAlgorithm::kSha256;
+};
+
+// One file on its way to the daemon.
+struct Pending {
+  std::string path;
+  std::string signature_path;
+  std::uint64_t size = 0;
+  std::string digest_hex;
+};
+
+// BatchQueue hands full batches from the hasher's callback to the sender. Bounded: Push blocks
+// while kQueuedBatches wait, so hashing never runs more than that far ahead of signing.
+class BatchQueue {
+ public:
+  void Push(std::vector<Pending> batch) {
+    std::unique_lock lock(mu_);
+    not_full_.wait(lock, [&] { return batches_.size() < kQueuedBatches; });
+    batches_.push_back(std::move(batch));
+    not_empty_.notify_one();
+  }
+  void Close() {
+    std::lock_guard lock(mu_);
+    closed_ = true;
+    not_empty_.notify_all();
+  }
+  // The next batch, or nullopt once the queue is closed and empty.
+  std::optional<std::vector<Pending>> Pop() {
+    std::unique_lock lock(mu_);
+    not_empty_.wait(lock, [&] { return closed_ || !batches_.empty(); });
+    if (batches_.empty()) {
+      return std::nullopt;
+    }
+    std::vector<Pending> batch = std::move(batches_.front());
+    batches_.pop_front();
+    not_full_.notify_one();
+    return batch;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable not_full_;
+  std::condition_variable not_empty_;
+  std::deque<std::vector<Pending>> batches_;
+  bool closed_ = false;
+};
+
+class SignCommand final : public Command {
+ public:
+  CLI::App* Register(CLI::App& parent) override;
+  int Run(Console& console) override;
+
+ private:
+  // Turns the raw option strings into settings. Errors: kInvalidArgument naming the option.
+  [[nodiscard]] Result<SignSettings> Validate() const;
+
+  std::string socket_;
+  std::string key_;
+  bool recursive_ = false;
+  std::string out_dir_;
+  std::string batch_size_;
+  bool force_ = false;
+  bool json_ = false;
+  std::vector<std::string> paths_;
+
+  CLI::Option* socket_option_ = nullptr;
+  CLI::Option* out_dir_option_ = nullptr;
+  CLI::Option* batch_option_ = nullptr;
+};
+
+CLI::App* SignCommand::Register(CLI::App& parent) {
+  CLI::App* app = parent.add_subcommand(
+      "sign", "Sign files with a key held by signetd (raw detached signatures, FILE.sig)");
+  socket_option_ =
+      app->add_option("--socket", socket_, "signetd's Unix socket (default: see below)")
+          ->type_name("PATH");
+  app->add_option("-k,--key", key_, "Name of the key to sign with (GET /v1/keys lists them)")
+      ->type_name("NAME")
+      ->required();
+  app->add_flag("-r,--recursive", recursive_,
+                "Descend into directories (entries in byte order of their names)");
+  out_dir_option_ = app->add_option("--out-dir", out_dir_,
+                                    "Write the signature of a/b/c to DIR/a/b/c.sig instead of "
+                                    "a/b/c.sig (PATHs must then be relative, without '..')")
+                        ->type_name("DIR");
+  batch_option_ = app->add_option("--batch-size", batch_size_,
+                                  "Files per request to signetd, 1 to 10000 (default 256)")
+                      ->type_name("N");
+  app->add_flag("--force", force_, "Replace existing signature files");
+  app->add_flag("--json", json_,
+                "One JSON object per file and line: path, signature_path, seq, ok, error");
+  app->add_option("PATH", paths_, "Files to sign (directories with -r)")->required();
+  app->footer(std::string(kFooter));
+  return app;
+}
+
+Result<SignSettings> SignCommand::Validate() const {
+  SignSettings settings;
+  if (socket_option_->count() > 0) {
+    if (socket_.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "--socket needs a path");
+    }
+    settings.socket = socket_;
+  }
+  // The daemon's key names; checked here because the name goes into a URL.
+  const bool valid_key = !key_.empty() && key_.size() <= 128 &&
+                         key_.find_first_not_of(
+                             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                             "0123456789._-") == std::string::npos;
+  if (!valid_key) {
+    return MakeError(
+        ErrorCode::kInvalidArgument,
+        fmt::format("--key '{}': key names are 1 to 128 of A-Z a-z 0-9 . _ -", DisplayName(key_)));
+  }
+  settings.key = key_;
+  settings.recursive = recursive_;
+  settings.force = force_;
+  settings.json = json_;
+  if (batch_option_->count() > 0) {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(batch_size_.c_str(), &end, 10);
+    if (batch_size_.empty() || *end != '\0' || errno != 0 || batch_size_[0] == '-' || n < 1 ||
+        n > kMaxBatch) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("--batch-size '{}': expected a number from 1 to {}",
+                                   DisplayName(batch_size_), kMaxBatch));
+    }
+    settings.batch_size = static_cast<std::size_t>(n);
+  }
+  if (out_dir_option_->count() > 0) {
+    if (out_dir_.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "--out-dir needs a directory name");
+    }
+    settings.out_dir = out_dir_;
+  }
+  for (const std::string& arg : paths_) {
+    if (arg.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "an empty PATH");
+    }
+    const std::filesystem::path path(arg);
+    if (settings.out_dir) {
+      // Mirroring must stay inside DIR: an absolute path or a '..' would name a file anywhere.
+      if (path.is_absolute()) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         fmt::format("--out-dir mirrors relative paths under {}, but '{}' is "
+                                     "absolute: run from the files' directory and name them "
+                                     "relatively",
+                                     DisplayName(out_dir_), DisplayName(arg)));
+      }
+      for (const auto& component : path) {
+        if (component == "..") {
+          return MakeError(ErrorCode::kInvalidArgument,
+                           fmt::format("--out-dir mirrors relative paths under {}, but '{}' has "
+                                       "a '..' component that would lead out of it",
+                                       DisplayName(out_dir_), DisplayName(arg)));
+        }
+      }
+    }
+    settings.paths.push_back(path);
+  }
+  return settings;
+}
+
+// Asks the daemon about `name`. Errors: kNotFound (no such key), kUnavailable (no daemon, or an
+// answer that makes no sense), kInvalidArgument (a key this client cannot sign with).
+Result<KeyInfo> FetchKey(SignClient& client, const std::string& name) {
+  SIGNET_ASSIGN_OR_RETURN(HttpAnswer answer, client.Get("/v1/keys/" + name));
+  if (answer.status == 404) {
+    return MakeError(ErrorCode::kNotFound,
+                     fmt::format("signetd has no key named \"{}\"", DisplayName(name)));
+  }
+  if (answer.status != 200) {
+    return MakeError(ErrorCode::kUnavailable, "asking for the key: " + DescribeRefusal(answer));
+  }
+  const json body = json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+  if (!body.is_object() || !body.contains("hash") || !body["hash"].is_string() ||
+      !body.contains("format") || !body["format"].is_string()) {
+    return MakeError(ErrorCode::kUnavailable,
+                     "signetd's description of the key has no \"hash\" or \"format\"");
+  }
+  KeyInfo key;
+  key.name = name;
+  key.algorithm = body.value("algorithm", std::string());
+  key.format = body["format"].get<std::string>();
+  if (key.format != "raw") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("key \"{}\" makes {} signatures; this signet writes only raw ones",
+                                 DisplayName(name), DisplayName(key.format)));
+  }
+  auto hash = pipeline::ParseDigestAlgorithm(body["hash"].get<std::string>());
+  if (!hash) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("key \"{}\" signs {} digests, which signet cannot compute",
+                                 DisplayName(name), DisplayName(body["hash"].get<std::string>())));
+  }
+  key.hash = *hash;
+  return key;
+}
+
+// The outcome of one file, as printed and counted.
+struct FileResult {
+  std::string path;
+  std::string signature_path;
+  std::optional<std::uint64_t> seq;
+  std::optional<std::string> error;
+};
+
+// SignRun is one `signet sign` run after setup: it owns the results and prints them.
+class SignRun {
+ public:
+  SignRun(const SignSettings& settings, const KeyInfo& key, Console& console, SignClient& client)
+      : settings_(settings), key_(key), console_(console), client_(client) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) == 0) {
+      host_ = host;
+    }
+    // Signatures are public: 0666 less the umask, as any new file. Read once, here, because
+    // umask(2) can only be read by setting it.
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    mode_ = 0666 & ~mask;
+  }
+
+  std::string SignaturePath(const std::string& path) const {
+    if (settings_.out_dir) {
+      return (*settings_.out_dir / std::filesystem::path(path).relative_path()).native() + ".sig";
+    }
+    return path + ".sig";
+  }
+
+  // Called from the hasher's callback (serialized): checks what needs no daemon, queues the rest.
+  void OnHashed(pipeline::FileOutcome outcome, BatchQueue& queue) {
+    const std::string name = outcome.path.native();
+    if (!outcome.digest) {
+      std::string message = outcome.digest.error().message();
+      if (message.starts_with(name + ": ")) {
+        message.erase(0, name.size() + 2);
+      }
+      Report({name, SignaturePath(name), std::nullopt, message});
+      return;
+    }
+    if (!given_.contains(name) && name.ends_with(".sig")) {
+      return;  // a signature found by -r: not an artifact to sign
+    }
+    Pending item{name, SignaturePath(name), outcome.digest->size(),
+                 outcome.digest->digests.front().Hex()};
+    if (auto refused = Precheck(item); refused) {
+      Report({name, item.signature_path, std::nullopt, *refused});
+      return;
+    }
+    batch_.push_back(std::move(item));
+    if (batch_.size() >= settings_.batch_size) {
+      queue.Push(std::exchange(batch_, {}));
+    }
+  }
+
+  // Hands the last, partial batch to the queue.
+  void FlushBatch(BatchQueue& queue) {
+    if (!batch_.empty()) {
+      queue.Push(std::exchange(batch_, {}));
+    }
+  }
+
+  // The sender thread's loop: posts batches until the queue is closed and empty.
+  void SendAll(BatchQueue& queue) {
+    while (auto batch = queue.Pop()) {
+      try {
+        SendBatch(*batch);
+      } catch (const std::exception& e) {  // a thread entry point: fail the batch, not the run
+        for (const Pending& item : *batch) {
+          Report({item.path, item.signature_path, std::nullopt,
+                  std::string("internal error: ") + e.what()});
+        }
+      }
+    }
+  }
+
+  std::uint64_t signed_files() const { return signed_.load(); }
+  std::uint64_t failed_files() const { return failed_.load(); }
+  void Given(const std::filesystem::path& path) { given_.insert(path.native()); }
+
+ private:
+  // Why `item` cannot be signed before anything is sent, if it cannot.
+  std::optional<std::string> Precheck(const Pending& item) const {
+    if (!IsValidUtf8(item.path) || item.path.size() > kMaxNameBytes) {
+      return "the name is not valid UTF-8 or is too long for signetd";
+    }
+    struct stat st {};
+    if (!settings_.force && ::lstat(item.signature_path.c_str(), &st) == 0) {
+      return fmt::format("{} exists; use --force", DisplayName(item.signature_path));
+    }
+    return std::nullopt;
+  }
+
+  void SendBatch(const std::vector<Pending>& batch) {
+    json items = json::array();
+    for (const Pending& item : batch) {
+      items.push_back(json{
+          {"name", item.path},
+          {"size", item.size},
+          {"digests", {{std::string(pipeline::DigestAlgorithmName(key_.hash)), item.digest_hex}}}});
+    }
+    const json body{{"key", key_.name},
+                    {"tool", {{"name", "signet"}, {"version", std::string(kToolVersion)}}},
+                    {"client_host", host_},
+                    {"items", std::move(items)}};
+    auto fail_all = [&](const std::string& message) {
+      for (const Pending& item : batch) {
+        Report({item.path, item.signature_path, std::nullopt, message});
+      }
+    };
+    auto answer =
+        client_.Post("/v1/sign", body.dump(-1, ' ', false, json::error_handler_t::replace));
+    if (!answer) {
+      fail_all(answer.error().message());
+      return;
+    }
+    if (answer->status != 200) {
+      fail_all(DescribeRefusal(*answer));
+      return;
+    }
+    const json reply = json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+    if (!reply.is_object() || !reply.contains("items") || !reply["items"].is_array() ||
+        reply["items"].size() != batch.size()) {
+      fail_all("signetd's answer does not list one signature per file sent");
+      return;
+    }
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const Pending& item = batch[i];
+      const json& answered = reply["items"][i];
+      if (!answered.is_object() || answered.value("name", std::string()) != item.path ||
+          !answered.contains("signature") || !answered["signature"].is_string() ||
+          !answered.contains("seq") || !answered["seq"].is_number_unsigned()) {
+        Report({item.path, item.signature_path, std::nullopt,
+                "signetd's answer for this file is malformed"});
+        continue;
+      }
+      const auto seq = answered["seq"].get<std::uint64_t>();
+      auto signature = Base64Decode(answered["signature"].get<std::string>());
+      if (!signature) {
+        Report({item.path, item.signature_path, seq, "signature is not base64"});
+        continue;
+      }
+      Status written = OkStatus();
+      if (settings_.out_dir) {
+        std::error_code ec;
+        std::filesystem::create_directories(
+            std::filesystem::path(item.signature_path).parent_path(), ec);
+        if (ec) {
+          written = MakeError(ErrorCode::kIo,
+                              fmt::format("creating the directory of {}: {}",
+                                          DisplayName(item.signature_path), ec.message()));
+        }
+      }
+      if (written) {
+        written = WriteAtomically(item.signature_path, *signature, mode_, settings_.force);
+      }
+      Report({item.path, item.signature_path, seq,
+              written ? std::nullopt : std::optional(written.error().message())});
+    }
+  }
+
+  void Report(const FileResult& result) {
+    (result.error ? failed_ : signed_).fetch_add(1);
+    if (settings_.json) {
+      json line{{"path", result.path},
+                {"signature_path", result.signature_path},
+                {"seq", result.seq ? json(*result.seq) : json(nullptr)},
+                {"ok", !result.error},
+                {"error", result.error ? json(*result.error) : json(nullptr)}};
+      console_.Out(line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+      if (!result.error) {
+        return;
+      }
+    } else if (!result.error) {
+      console_.Out(fmt::format("signed {} -> {} (seq {})\n", DisplayName(result.path),
+                               DisplayName(result.signature_path), *result.seq));
+      return;
+    }
+    console_.Error(fmt::format("{}: {}", DisplayName(result.path), DisplayName(*result.error)));
+  }
+
+  const SignSettings& settings_;
+  const KeyInfo& key_;
+  Console& console_;
+  SignClient& client_;
+  std::string host_;
+  mode_t mode_ = 0644;
+  std::set<std::string> given_;
+  std::vector<Pending> batch_;  // filled by the hasher's callback only
+  std::atomic<std::uint64_t> signed_{0};
+  std::atomic<std::uint64_t> failed_{0};
+};
+
+int SignCommand::Run(Console& console) {
+  auto settings = Validate();
+  if (!settings) {
+    console.Err(fmt::format("signet sign: {}\nRun with --help for more information.\n",
+                            settings.error().message()));
+    return kExitUsage;
+  }
+  auto socket = FindSocket(settings->socket);
+  if (!socket) {
+    console.Error(socket.error().message());
+    return kExitFailed;
+  }
+  auto client = SignClient::Connect(*socket);
+  if (!client) {
+    console.Error(client.error().message());
+    return kExitFailed;
+  }
+  auto key = FetchKey(**client, settings->key);
+  if (!key) {
+    console.Error(key.error().message());
+    return kExitFailed;
+  }
+  pipeline::HashOptions options;
+  options.algorithms = {key->hash};
+  options.recursive = settings->recursive;
+  auto hasher = MakeHasher(options);
+  if (!hasher) {
+    return ReportSetupError(console, hasher.error());
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  SignRun run(*settings, *key, console, **client);
+  for (const auto& path : settings->paths) {
+    run.Given(path);
+  }
+  BatchQueue queue;
+  {
+    std::jthread sender([&] { run.SendAll(queue); });
+    // Close the queue however hashing ends, or the sender would wait forever on join.
+    struct CloseOnExit {
+      BatchQueue& queue;
+      ~CloseOnExit() { queue.Close(); }
+    } close_on_exit{queue};
+    ProgressMeter progress(console, *hasher);
+    hasher->Run(settings->paths,
+                [&](pipeline::FileOutcome outcome) { run.OnHashed(std::move(outcome), queue); });
+    run.FlushBatch(queue);
+  }  // closes the queue, then joins the sender
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  if (auto flushed = console.Flush(); !flushed) {
+    console.Error(flushed.error().message());
+    return kExitFailed;
+  }
+  const std::uint64_t signed_files = run.signed_files();
+  const std::uint64_t failed = run.failed_files();
+  console.Error(fmt::format("signed {} file{} with key {} (format {}) in {:.2f} s; {} failed",
+                            signed_files, signed_files == 1 ? "" : "s", DisplayName(key->name),
+                            DisplayName(key->format), seconds, failed));
+  return failed > 0 ? kExitFailed : kExitOk;
+}
+
+}  // namespace
+
+std::unique_ptr<Command> MakeSignCommand() { return std::make_unique<SignCommand>(); }
+
+}  // namespace signet::cli

@@ -1,0 +1,394 @@
+// signetd's start-up and shutdown: tokens, keys, audit log, policy, sign service, listeners.
+#include <grp.h>
+#include <openssl/sha.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <utility>
+
+#include "appliance/daemon/daemon.h"
+#include "appliance/service/service.h"
+
+namespace signet::daemon {
+namespace {
+
+constexpr auto kDefaultDrain = std::chrono::seconds(30);
+
+// Signs audit checkpoints with a key in an HSM (ECDSA: SHA-256 of the note text; Ed25519: the
+// text). Thread-safe: Token::Sign is.
+class HsmNoteSigner final : public audit::NoteSigner {
+ public:
+  HsmNoteSigner(hsm::Token& token, hsm::KeyHandle key, audit::NoteVerifier verifier)
+      : token_(token), key_(std::move(key)), verifier_(std::move(verifier)) {}
+
+  const audit::NoteVerifier& verifier() const override { return verifier_; }
+
+  Result<Bytes> Sign(std::span<const std::uint8_t> text) override {
+    hsm::SignSpec spec;
+    Bytes input;
+    if (key_.type == hsm::KeyType::kEd25519) {
+      spec.scheme = hsm::Scheme::kEd25519;
+      input.assign(text.begin(), text.end());
+    } else {
+      spec.scheme = hsm::Scheme::kEcdsa;
+      spec.hash = hsm::Hash::kSha256;
+      input.resize(SHA256_DIGEST_LENGTH);
+      SHA256(text.data(), text.size(), input.data());
+    }
+    std::vector<Bytes> inputs;
+    inputs.push_back(std::move(input));
+    SIGNET_ASSIGN_OR_RETURN(auto signatures,
+                            token_.Sign(key_, spec, std::move(inputs), Deadline::Never()));
+    return std::move(signatures.at(0));
+  }
+
+ private:
+  hsm::Token& token_;
+  hsm::KeyHandle key_;
+  audit::NoteVerifier verifier_;
+};
+
+Result<std::string> ReadPolicyText(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    return MakeError(ErrnoError(err, "read policy " + path.string()));
+  }
+  std::string text(policy::kMaxPolicyBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (in.bad()) {
+    return MakeError(ErrorCode::kIo, "read policy " + path.string());
+  }
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return text;
+}
+
+Result<std::shared_ptr<const policy::Policy>> LoadPolicy(const std::filesystem::path& path) {
+  SIGNET_ASSIGN_OR_RETURN(const std::string text, ReadPolicyText(path));
+  return policy::Policy::Parse(text, path.string());
+}
+
+Result<hsm::SignSpec> SpecFor(const KeyConfig& key, hsm::KeyType type) {
+  hsm::SignSpec spec;
+  if (key.hash == "sha256") {
+    spec.hash = hsm::Hash::kSha256;
+  } else if (key.hash == "sha384") {
+    spec.hash = hsm::Hash::kSha384;
+  } else if (key.hash == "sha512") {
+    spec.hash = hsm::Hash::kSha512;
+  } else {
+    return MakeError(ErrorCode::kInvalidArgument, "unknown hash \"" + key.hash + "\"");
+  }
+  switch (type) {
+    case hsm::KeyType::kEcdsaP256:
+    case hsm::KeyType::kEcdsaP384:
+      spec.scheme = hsm::Scheme::kEcdsa;
+      break;
+    case hsm::KeyType::kRsa3072:
+    case hsm::KeyType::kRsa4096:
+      spec.scheme = key.rsa_padding == "pss" ? hsm::Scheme::kRsaPss : hsm::Scheme::kRsaPkcs1;
+      break;
+    case hsm::KeyType::kEd25519:
+      spec.scheme = hsm::Scheme::kEd25519;
+      break;
+  }
+  return spec;
+}
+
+// "HOST:PORT" or "[V6]:PORT".
+Result<net::TlsListenerOptions> ParseTlsAddress(const std::string& text) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "\"" + text + "\" is not HOST:PORT");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned port = 0;
+  const char* begin = text.data() + colon + 1;
+  const char* end = text.data() + text.size();
+  if (std::from_chars(begin, end, port).ptr != end || begin == end || port > 65535) {
+    return MakeError(ErrorCode::kInvalidArgument, "\"" + text + "\" has no valid port");
+  }
+  net::TlsListenerOptions options;
+  options.address = host;
+  options.port = static_cast<std::uint16_t>(port);
+  return options;
+}
+
+Result<std::uint32_t> GroupId(const std::string& name) {
+  std::vector<char> buf(16384);
+  group entry{};
+  group* found = nullptr;
+  const int rc = ::getgrnam_r(name.c_str(), &entry, buf.data(), buf.size(), &found);
+  if (rc != 0) {
+    return MakeError(ErrnoError(rc, "look up group \"" + name + "\""));
+  }
+  if (found == nullptr) {
+    return MakeError(ErrorCode::kNotFound, "no group named \"" + name + "\"");
+  }
+  return static_cast<std::uint32_t>(found->gr_gid);
+}
+
+}  // namespace
+
+struct Daemon::State {
+  Config config;
+  std::function<void(std::string_view)> log;
+  // Destroyed in reverse: server, service, log, signer, tokens.
+  std::map<std::string, std::unique_ptr<hsm::Token>> tokens;
+  std::shared_ptr<HsmNoteSigner> note_signer;
+  std::unique_ptr<audit::Log> audit_log;
+  std::unique_ptr<service::SignService> service;
+  std::unique_ptr<net::Server> server;
+  bool started = false;  // the startup record was written
+  bool stopped = false;
+
+  void Say(const std::string& line) const {
+    if (log) {
+      log(line);
+    }
+  }
+
+  // Appends one record and waits briefly; a failure is logged (the log reports it in health).
+  void Record(audit::RecordKind kind, std::string detail, std::string policy_version) {
+    audit::Record record;
+    record.kind = kind;
+    record.detail = std::move(detail);
+    record.policy_version = std::move(policy_version);
+    record.requester.uid = ::getuid();
+    auto appended = audit_log->Append({std::move(record)}, Deadline::In(std::chrono::seconds(10)));
+    if (!appended) {
+      Say("audit: could not record " + std::string(audit::RecordKindName(kind)) + ": " +
+          appended.error().ToString());
+    }
+  }
+};
+
+Daemon::Daemon(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Daemon::~Daemon() { (void)Stop(Deadline::In(kDefaultDrain)); }
+
+Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
+                                              std::function<void(std::string_view line)> log) {
+  auto state = std::make_unique<State>();
+  state->config = config;
+  state->log = std::move(log);
+  // Whatever fails below, `daemon` tears down what was built, in order.
+  std::unique_ptr<Daemon> daemon(new Daemon(std::move(state)));
+  State& s = *daemon->state_;
+
+  for (const HsmConfig& hsm_config : config.hsms) {
+    hsm::TokenConfig token_config;
+    token_config.module = hsm_config.module;
+    token_config.token_label = hsm_config.token_label;
+    token_config.pin_file = hsm_config.pin_file;
+    token_config.sessions = hsm_config.sessions;
+    token_config.verify =
+        hsm_config.verify_before_release ? hsm::VerifyPolicy::kAll : hsm::VerifyPolicy::kNone;
+    auto token = hsm::Token::Open(token_config);
+    if (!token) {
+      return MakeError(std::move(token).error().WithContext("hsm " + hsm_config.name));
+    }
+    s.tokens.emplace(hsm_config.name, std::move(*token));
+    s.Say("hsm " + hsm_config.name + ": token \"" + hsm_config.token_label + "\" open (" +
+          std::to_string(hsm_config.sessions) + " sessions, " + hsm_config.module.string() + ")");
+  }
+
+  std::vector<service::ServiceKey> service_keys;
+  std::optional<std::pair<hsm::Token*, hsm::KeyHandle>> audit_key;
+  for (const KeyConfig& key_config : config.keys) {
+    const std::string context = "key " + key_config.name;
+    hsm::Token* token = s.tokens.at(key_config.hsm).get();
+    const std::string label = key_config.label.empty() ? key_config.name : key_config.label;
+    auto key = token->FindKey(label);
+    if (!key) {
+      return MakeError(std::move(key).error().WithContext(context + " (label \"" + label +
+                                                          "\" in hsm " + key_config.hsm + ")"));
+    }
+    SIGNET_ASSIGN_OR_RETURN(const hsm::KeyType expected, hsm::ParseKeyType(key_config.algorithm));
+    if (key->type != expected) {
+      return MakeError(ErrorCode::kInvalidArgument, context + ": the token's key is " +
+                                                        std::string(hsm::KeyTypeName(key->type)) +
+                                                        ", the configuration says " +
+                                                        key_config.algorithm);
+    }
+    s.Say(context + ": " + key_config.algorithm + ", format " + key_config.format +
+          ", fingerprint " + key->public_key.fingerprint);
+    if (key_config.name == config.audit.key) {
+      audit_key.emplace(token, std::move(*key));
+      continue;
+    }
+    auto spec = SpecFor(key_config, key->type);
+    if (!spec) {
+      return MakeError(std::move(spec).error().WithContext(context));
+    }
+    service_keys.push_back(service::ServiceKey{.name = key_config.name,
+                                               .token = token,
+                                               .key = std::move(*key),
+                                               .spec = *spec,
+                                               .format = key_config.format});
+  }
+  if (!audit_key) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "audit: key \"" + config.audit.key + "\" is not a [[key]]");
+  }
+
+  auto verifier =
+      audit::MakeNoteVerifier(config.audit.origin, audit_key->second.public_key.spki_der);
+  if (!verifier) {
+    return MakeError(std::move(verifier).error().WithContext("audit key " + config.audit.key));
+  }
+  s.note_signer = std::make_shared<HsmNoteSigner>(*audit_key->first, std::move(audit_key->second),
+                                                  std::move(*verifier));
+
+  audit::LogOptions log_options;
+  log_options.dir = config.audit.dir;
+  log_options.checkpoint_file = config.audit.checkpoint_file;
+  log_options.origin = config.audit.origin;
+  log_options.host_id = config.host_id;
+  log_options.map_size = config.audit.map_size;
+  log_options.max_map_size = config.audit.max_map_size;
+  log_options.checkpoint_every = config.audit.checkpoint_every;
+  log_options.checkpoint_interval = config.audit.checkpoint_interval;
+  auto audit_log = audit::Log::Open(log_options, s.note_signer);
+  if (!audit_log) {
+    return MakeError(
+        std::move(audit_log).error().WithContext("audit log " + config.audit.dir.string()));
+  }
+  s.audit_log = std::move(*audit_log);
+  s.Say("audit log " + config.audit.dir.string() + ": " +
+        std::to_string(s.audit_log->stats().tree_size) + " records, checkpoints to " +
+        config.audit.checkpoint_file.string() + " (origin " + config.audit.origin + ")");
+
+  auto policy = LoadPolicy(config.policy_file);
+  if (!policy) {
+    return MakeError(std::move(policy).error().WithContext("policy"));
+  }
+  s.Say("policy " + config.policy_file.string() + ": version " + (*policy)->version() + ", " +
+        std::to_string((*policy)->rules().size()) + " rules");
+  const std::string policy_version = (*policy)->version();
+
+  auto service = service::SignService::Create(
+      service::ServiceOptions{.host_id = config.host_id,
+                              .max_items_per_request = config.limits.max_items_per_request},
+      std::move(service_keys), *policy, *s.audit_log);
+  if (!service) {
+    return MakeError(std::move(service).error().WithContext("sign service"));
+  }
+  s.service = std::move(*service);
+
+  net::ServerOptions server_options;
+  server_options.limits.max_body_bytes = config.limits.max_body_bytes;
+  server_options.limits.max_header_bytes = config.limits.max_header_bytes;
+  server_options.limits.max_connections = config.limits.max_connections;
+  server_options.limits.idle_timeout = config.limits.idle_timeout;
+  server_options.limits.request_timeout = config.limits.request_timeout;
+  std::vector<std::string> names;
+  for (const ListenConfig& listen : config.listeners) {
+    if (!listen.unix_path.empty()) {
+      net::UnixListenerOptions unix_options;
+      unix_options.path = listen.unix_path;
+      unix_options.mode = listen.mode;
+      if (!listen.group.empty()) {
+        auto gid = GroupId(listen.group);
+        if (!gid) {
+          return MakeError(
+              std::move(gid).error().WithContext("listen unix:" + listen.unix_path.string()));
+        }
+        unix_options.group = *gid;
+      }
+      server_options.unix_listeners.push_back(std::move(unix_options));
+      names.push_back("unix:" + listen.unix_path.string());
+    } else {
+      auto tls = ParseTlsAddress(listen.tls_address);
+      if (!tls) {
+        return MakeError(std::move(tls).error().WithContext("listen tls:" + listen.tls_address));
+      }
+      tls->cert_file = listen.cert_file;
+      tls->key_file = listen.key_file;
+      tls->ca_file = listen.ca_file;
+      server_options.tls_listeners.push_back(std::move(*tls));
+    }
+  }
+  auto say = s.log;
+  server_options.on_error = [say](const Error& error) {
+    if (say) {
+      say("net: " + error.ToString());
+    }
+  };
+  const std::size_t tls_count = server_options.tls_listeners.size();
+  auto server = net::Server::Start(std::move(server_options), s.service->handler());
+  if (!server) {
+    return MakeError(std::move(server).error().WithContext("listen"));
+  }
+  s.server = std::move(*server);
+  for (std::size_t i = 0, t = 0; i < config.listeners.size(); ++i) {
+    const ListenConfig& listen = config.listeners[i];
+    if (!listen.unix_path.empty()) {
+      char mode[8];
+      std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(listen.mode));
+      s.Say("listening on unix:" + listen.unix_path.string() + " (mode " + mode +
+            (listen.group.empty() ? "" : ", group " + listen.group) + ")");
+    } else if (t < tls_count) {
+      s.Say("listening on tls:" + listen.tls_address + " (port " +
+            std::to_string(s.server->bound_tcp_port(t)) + ", client certificates from " +
+            listen.ca_file.string() + ")");
+      ++t;
+    }
+  }
+  s.Record(audit::RecordKind::kStartup, "signetd started with " + config.source.string(),
+           policy_version);
+  s.started = true;
+  return daemon;
+}
+
+Result<std::string> Daemon::ReloadPolicy() {
+  State& s = *state_;
+  if (s.stopped) {
+    return MakeError(ErrorCode::kUnavailable, "signetd is stopping");
+  }
+  SIGNET_ASSIGN_OR_RETURN(auto policy, LoadPolicy(s.config.policy_file));
+  std::string version = policy->version();
+  s.service->SetPolicy(std::move(policy));
+  s.Record(audit::RecordKind::kPolicy, "policy reloaded from " + s.config.policy_file.string(),
+           version);
+  return version;
+}
+
+Status Daemon::Stop(Deadline deadline) {
+  State& s = *state_;
+  if (s.stopped) {
+    return OkStatus();
+  }
+  s.stopped = true;
+  if (s.server) {
+    s.server->Stop(deadline);
+    s.server.reset();
+  }
+  std::string policy_version;
+  if (s.service) {
+    policy_version = s.service->policy()->version();
+  }
+  s.service.reset();
+  Status closed = OkStatus();
+  if (s.audit_log) {
+    if (s.started) {
+      s.Record(audit::RecordKind::kShutdown, "signetd stopped", policy_version);
+    }
+    closed = s.audit_log->Close();
+    const auto stats = s.audit_log->stats();
+    s.audit_log.reset();
+    s.Say("audit log closed: " + std::to_string(stats.tree_size) + " records" +
+          (closed ? "" : " (" + closed.error().ToString() + ")"));
+  }
+  s.note_signer.reset();
+  s.tokens.clear();
+  return closed;
+}
+
+}  // namespace signet::daemon
