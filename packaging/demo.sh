@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's main command: installs the dependencies, builds a release build in build-release/,
-# and runs Signet's main job on its embedded default with the parts that exist so far: hashing a
-# directory of artifacts where they lie (`signet digest -r`), then proving the result with
-# `sha256sum -c`. Signing (the daemon and HSM) joins in as those parts land.
+# and runs Signet's main job on its embedded default: starts `signetd --dev` (a SoftHSM token with
+# keys made inside it, a policy for the invoking user, a durable audit log), bulk-signs a directory
+# of artifacts with `signet sign -r`, checks every signature with `openssl dgst -verify`, exports
+# the audit log and shows what it holds, and stops the daemon.
 #
 # Usage: bash packaging/demo.sh [DIR]   (default: a generated sample set under ./.signet/demo)
 set -euo pipefail
@@ -12,8 +13,9 @@ build_dir=${SIGNET_BUILD_DIR:-build-release}
 bash packaging/install-deps.sh
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DSIGNET_BUILD_TESTS=OFF \
   -DSIGNET_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build_dir" --target signet
+cmake --build "$build_dir" --target signet signetd
 signet="$build_dir/appliance/cli/signet"
+signetd="$build_dir/appliance/daemon/signetd"
 
 artifacts=${1:-}
 if [[ -z "$artifacts" ]]; then
@@ -28,16 +30,50 @@ if [[ -z "$artifacts" ]]; then
 fi
 [[ -d "$artifacts" ]] || { echo "demo: $artifacts is not a directory" >&2; exit 2; }
 
-sums=.signet/demo/SHA256SUMS
-mkdir -p "$(dirname "$sums")"
-echo "demo: hashing every file under $artifacts with $signet digest -r"
+state=.signet/demo/state
+socket="$state/sign.sock"
+log=.signet/demo/signetd.log
+mkdir -p .signet/demo
+echo "demo: starting $signetd --dev --state-dir $state (log: $log)"
+"$signetd" --dev --state-dir "$state" >"$log" 2>&1 &
+daemon=$!
+stop_daemon() { kill -TERM "$daemon" 2>/dev/null && wait "$daemon" || true; }
+trap stop_daemon EXIT
+for _ in $(seq 300); do
+  [[ -S "$socket" ]] && break
+  kill -0 "$daemon" 2>/dev/null || { cat "$log" >&2; echo "demo: signetd did not start" >&2; exit 1; }
+  sleep 0.1
+done
+[[ -S "$socket" ]] || { cat "$log" >&2; echo "demo: no socket at $socket" >&2; exit 1; }
+
+pub=.signet/demo/default.pub.pem
+curl -sf --unix-socket "$socket" http://signetd/v1/keys/default |
+  python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["public_key_pem"])' >"$pub"
+
+echo "demo: signing every file under $artifacts: $signet sign -r --key default"
 start=$(date +%s.%N)
-"$signet" digest -r "$artifacts" >"$sums"
+"$signet" sign --socket "$socket" --key default --force -r "$artifacts" >/dev/null
 end=$(date +%s.%N)
-files=$(wc -l <"$sums")
-bytes=$(du -sb "$artifacts" | cut -f1)
+files=$(find "$artifacts" -type f ! -name '*.sig' | wc -l)
+bytes=$(find "$artifacts" -type f ! -name '*.sig' -printf '%s\n' | awk '{ s += $1 } END { print s }')
 awk -v f="$files" -v b="$bytes" -v s="$start" -v e="$end" 'BEGIN {
-  t = e - s; printf "demo: %d files, %.1f MiB in %.2f s (%.0f MiB/s)\n", f, b / 1048576, t, b / 1048576 / t }'
-echo "demo: checking every line with coreutils: sha256sum -c --quiet $sums"
-sha256sum -c --quiet "$sums"
-echo "demo: all $files digests agree with sha256sum. Checksums are in $sums."
+  t = e - s; printf "demo: signed %d files (%.1f MiB) in %.2f s: %.0f files/s, %.0f MiB/s\n", f, b / 1048576, t, f / t, b / 1048576 / t }'
+
+echo "demo: checking every signature with openssl dgst -sha256 -verify (the key's public half: $pub)"
+find "$artifacts" -type f ! -name '*.sig' -print0 |
+  xargs -0 -P "$(nproc)" -n 64 sh -c 'for f; do
+    openssl dgst -sha256 -verify "$0" -signature "$f.sig" "$f" >/dev/null ||
+      { echo "demo: BAD signature: $f" >&2; exit 255; }
+  done' "$pub"
+echo "demo: all $files signatures verified with openssl."
+
+stop_daemon
+trap - EXIT
+export_file=.signet/demo/audit.jsonl
+"$signet" audit export --log "$state/audit" -o "$export_file" -q
+records=$(grep -c '"type":"record"' "$export_file" || true)
+signs=$(grep -c 'kind\\":\\"sign' "$export_file" || true)
+echo "demo: the audit log holds $records records ($signs of them 'sign', one per artifact signed"
+echo "      in any run so far); the latest signed checkpoint:"
+sed -n 's/.*"checkpoint":"\([^"]*\)".*/\1/p' "$export_file" | head -1 | sed 's/\\n/\n/g' | sed 's/^/        /'
+echo "demo: export in $export_file; signatures are next to each artifact (FILE.sig)."
