@@ -219,9 +219,11 @@ std::string DescribeRefusal(const HttpAnswer& answer) {
 
 // ---- Signatures on disk ------------------------------------------------------------------------
 
-// Writes `bytes` to `path` through a temporary file in the same directory, fsynced, then renamed
-// over `path` (`replace`) or linked to it (fails with EEXIST if `path` appeared meanwhile). A
-// failure leaves no partial `path`. Errors: ErrnoError naming the file.
+// Writes `bytes` to `path` through a temporary file in the same directory, then renamed over
+// `path` (`replace`) or linked to it (fails with EEXIST if `path` appeared meanwhile). A failure
+// leaves no partial `path`. Not fsync'd one by one (a fsync per file made 20,000 small signatures
+// take ten times as long): the command syncs each filesystem it wrote to once, before it reports
+// success (SyncFilesystems). Errors: ErrnoError naming the file.
 Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> bytes, mode_t mode,
                        bool replace) {
   std::string temp = path + ".tmp.XXXXXX";
@@ -247,9 +249,6 @@ Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> by
     }
     done += static_cast<std::size_t>(n);
   }
-  if (::fsync(fd.get()) != 0) {
-    return fail(errno, temp);
-  }
   if (auto closed = fd.Close(); !closed) {
     ::unlink(temp.c_str());
     return MakeError(closed.error());
@@ -270,6 +269,26 @@ Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> by
     return MakeError(ErrnoError(err, path));
   }
   ::unlink(temp.c_str());
+  return OkStatus();
+}
+
+// Flushes every filesystem that holds one of `paths` (syncfs once per device), so that the
+// signatures are on disk when the command says they are written. Errors: ErrnoError.
+Status SyncFilesystems(const std::set<std::string>& dirs) {
+  std::set<dev_t> done;
+  for (const std::string& dir : dirs) {
+    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct stat st;
+    if (!fd || ::fstat(fd.get(), &st) != 0) {
+      return MakeError(ErrnoError(errno, "sync " + DisplayName(dir)));
+    }
+    if (!done.insert(st.st_dev).second) {
+      continue;
+    }
+    if (::syncfs(fd.get()) != 0) {
+      return MakeError(ErrnoError(errno, "sync the filesystem of " + DisplayName(dir)));
+    }
+  }
   return OkStatus();
 }
 
@@ -571,6 +590,11 @@ class SignRun {
 
   std::uint64_t signed_files() const { return signed_.load(); }
   std::uint64_t failed_files() const { return failed_.load(); }
+  // Once the sender is done: flush the filesystems the signatures went to.
+  [[nodiscard]] Status SyncWritten() {
+    std::lock_guard lock(dirs_mu_);
+    return SyncFilesystems(written_dirs_);
+  }
   void Given(const std::filesystem::path& path) { given_.insert(path.native()); }
 
  private:
@@ -649,6 +673,11 @@ class SignRun {
       if (written) {
         written = WriteAtomically(item.signature_path, *signature, mode_, settings_.force);
       }
+      if (written) {
+        std::string dir = std::filesystem::path(item.signature_path).parent_path().string();
+        std::lock_guard lock(dirs_mu_);
+        written_dirs_.insert(dir.empty() ? "." : std::move(dir));
+      }
       Report({item.path, item.signature_path, seq,
               written ? std::nullopt : std::optional(written.error().message())});
     }
@@ -684,6 +713,8 @@ class SignRun {
   std::vector<Pending> batch_;  // filled by the hasher's callback only
   std::atomic<std::uint64_t> signed_{0};
   std::atomic<std::uint64_t> failed_{0};
+  std::mutex dirs_mu_;
+  std::set<std::string> written_dirs_;  // directories that received a signature
 };
 
 int SignCommand::Run(Console& console) {
@@ -737,6 +768,10 @@ int SignCommand::Run(Console& console) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
+  if (auto synced = run.SyncWritten(); !synced) {
+    console.Error(synced.error().message() + "; the signatures may not be on disk");
+    return kExitFailed;
+  }
   if (auto flushed = console.Flush(); !flushed) {
     console.Error(flushed.error().message());
     return kExitFailed;
