@@ -1,6 +1,5 @@
 // signetd's start-up and shutdown: tokens, keys, audit log, policy, sign service, listeners.
 #include <grp.h>
-#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -16,40 +15,6 @@ namespace signet::daemon {
 namespace {
 
 constexpr auto kDefaultDrain = std::chrono::seconds(30);
-
-// Signs audit checkpoints with a key in an HSM (ECDSA: SHA-256 of the note text; Ed25519: the
-// text). Thread-safe: Token::Sign is.
-class HsmNoteSigner final : public audit::NoteSigner {
- public:
-  HsmNoteSigner(hsm::Token& token, hsm::KeyHandle key, audit::NoteVerifier verifier)
-      : token_(token), key_(std::move(key)), verifier_(std::move(verifier)) {}
-
-  const audit::NoteVerifier& verifier() const override { return verifier_; }
-
-  Result<Bytes> Sign(std::span<const std::uint8_t> text) override {
-    hsm::SignSpec spec;
-    Bytes input;
-    if (key_.type == hsm::KeyType::kEd25519) {
-      spec.scheme = hsm::Scheme::kEd25519;
-      input.assign(text.begin(), text.end());
-    } else {
-      spec.scheme = hsm::Scheme::kEcdsa;
-      spec.hash = hsm::Hash::kSha256;
-      input.resize(SHA256_DIGEST_LENGTH);
-      SHA256(text.data(), text.size(), input.data());
-    }
-    std::vector<Bytes> inputs;
-    inputs.push_back(std::move(input));
-    SIGNET_ASSIGN_OR_RETURN(auto signatures,
-                            token_.Sign(key_, spec, std::move(inputs), Deadline::Never()));
-    return std::move(signatures.at(0));
-  }
-
- private:
-  hsm::Token& token_;
-  hsm::KeyHandle key_;
-  audit::NoteVerifier verifier_;
-};
 
 Result<std::string> ReadPolicyText(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -141,7 +106,7 @@ struct Daemon::State {
   std::function<void(std::string_view)> log;
   // Destroyed in reverse: server, service, log, signer, tokens.
   std::map<std::string, std::unique_ptr<hsm::Token>> tokens;
-  std::shared_ptr<HsmNoteSigner> note_signer;
+  std::shared_ptr<service::HsmNoteSigner> note_signer;
   std::unique_ptr<audit::Log> audit_log;
   std::unique_ptr<service::SignService> service;
   std::unique_ptr<net::Server> server;
@@ -243,8 +208,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
   if (!verifier) {
     return MakeError(std::move(verifier).error().WithContext("audit key " + config.audit.key));
   }
-  s.note_signer = std::make_shared<HsmNoteSigner>(*audit_key->first, std::move(audit_key->second),
-                                                  std::move(*verifier));
+  s.note_signer = std::make_shared<service::HsmNoteSigner>(
+      *audit_key->first, std::move(audit_key->second), std::move(*verifier));
 
   audit::LogOptions log_options;
   log_options.dir = config.audit.dir;

@@ -97,6 +97,23 @@ class SignService {
   std::shared_ptr<State> state_;
 };
 
+// HsmNoteSigner signs the audit log's checkpoint notes with a key in an HSM: an ECDSA key signs
+// SHA-256 of the note text (C2SP signed-note type 0x02), an Ed25519 key the text itself (0x01).
+// `verifier` is audit::MakeNoteVerifier of the key's public half under the note key name. The
+// token must outlive the signer. Thread-safe (Token::Sign is).
+class HsmNoteSigner final : public audit::NoteSigner {
+ public:
+  HsmNoteSigner(hsm::Token& token, hsm::KeyHandle key, audit::NoteVerifier verifier);
+  const audit::NoteVerifier& verifier() const override { return verifier_; }
+  [[nodiscard]] Result<Bytes> Sign(std::span<const std::uint8_t> text) override;
+  const hsm::KeyHandle& key() const { return key_; }
+
+ private:
+  hsm::Token& token_;
+  hsm::KeyHandle key_;
+  audit::NoteVerifier verifier_;
+};
+
 }  // namespace signet::service
 
 #endif  // SIGNET_APPLIANCE_SERVICE_SERVICE_H_

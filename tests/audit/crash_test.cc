@@ -68,7 +68,7 @@ int CrashChildMain(const char* dir, int fd) {
   if (!key) {
     return 5;
   }
-  auto signer = std::make_shared<HsmNoteSigner>(**token, *key, "signet.test/audit");
+  auto signer = MakeHsmNoteSigner(**token, *key, "signet.test/audit");
   auto log = Log::Open(CrashLogOptions(dir), signer);
   if (!log) {
     std::fprintf(stderr, "child: %s\n", log.error().ToString().c_str());

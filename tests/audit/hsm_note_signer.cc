@@ -10,32 +10,13 @@
 
 namespace signet::audit::testing {
 
-HsmNoteSigner::HsmNoteSigner(hsm::Token& token, hsm::KeyHandle key, std::string name)
-    : token_(token), key_(std::move(key)) {
-  auto verifier = MakeNoteVerifier(name, key_.public_key.spki_der);
+std::shared_ptr<HsmNoteSigner> MakeHsmNoteSigner(hsm::Token& token, hsm::KeyHandle key,
+                                                 std::string_view name) {
+  auto verifier = MakeNoteVerifier(name, key.public_key.spki_der);
   if (!verifier) {
     throw std::runtime_error("note verifier: " + verifier.error().message());
   }
-  verifier_ = std::move(*verifier);
-}
-
-Result<Bytes> HsmNoteSigner::Sign(std::span<const std::uint8_t> text) {
-  hsm::SignSpec spec;
-  Bytes input;
-  if (key_.type == hsm::KeyType::kEd25519) {
-    spec.scheme = hsm::Scheme::kEd25519;
-    input.assign(text.begin(), text.end());
-  } else {
-    spec.scheme = hsm::Scheme::kEcdsa;
-    spec.hash = hsm::Hash::kSha256;
-    input.resize(SHA256_DIGEST_LENGTH);
-    SHA256(text.data(), text.size(), input.data());
-  }
-  std::vector<Bytes> inputs;
-  inputs.push_back(std::move(input));
-  SIGNET_ASSIGN_OR_RETURN(auto signatures,
-                          token_.Sign(key_, spec, std::move(inputs), Deadline::Never()));
-  return std::move(signatures.at(0));
+  return std::make_shared<HsmNoteSigner>(token, std::move(key), std::move(*verifier));
 }
 
 namespace {
@@ -68,7 +49,7 @@ AuditKey::AuditKey(hsm::KeyType type, std::string name) {
   if (!key) {
     throw std::runtime_error("generate audit key: " + key.error().message());
   }
-  signer_ = std::make_shared<HsmNoteSigner>(*shared.open, std::move(*key), std::move(name));
+  signer_ = MakeHsmNoteSigner(*shared.open, std::move(*key), name);
 }
 
 AuditKey::~AuditKey() = default;

@@ -6,27 +6,21 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "appliance/audit/audit.h"
+#include "appliance/service/service.h"
 #include "hsm/hsm.h"
 #include "tests/hsm/softhsm_token.h"
 
 namespace signet::audit::testing {
 
-// Signs notes with `key` (ECDSA P-256 → type 0x02 over SHA-256 of the text; Ed25519 → 0x01).
-class HsmNoteSigner : public NoteSigner {
- public:
-  // Throws std::runtime_error when the key cannot make a verifier (a broken test setup).
-  HsmNoteSigner(hsm::Token& token, hsm::KeyHandle key, std::string name);
-  const NoteVerifier& verifier() const override { return verifier_; }
-  Result<Bytes> Sign(std::span<const std::uint8_t> text) override;
-  const hsm::KeyHandle& key() const { return key_; }
+using HsmNoteSigner = service::HsmNoteSigner;
 
- private:
-  hsm::Token& token_;
-  hsm::KeyHandle key_;
-  NoteVerifier verifier_;
-};
+// A signer over `key` under the note key name `name`, as the daemon makes one. Throws
+// std::runtime_error when the key cannot make a verifier (a broken test setup).
+std::shared_ptr<HsmNoteSigner> MakeHsmNoteSigner(hsm::Token& token, hsm::KeyHandle key,
+                                                 std::string_view name);
 
 // An audit key in a SoftHSM token shared by every AuditKey of the process (SoftHSM reads its
 // configuration once per process, so a test process has one token), and a signer over it. Each

@@ -48,8 +48,8 @@ struct Hsm {
       throw std::runtime_error("generate keys");
     }
     signing_key = std::move(*key);
-    note_signer = std::make_shared<audit::testing::HsmNoteSigner>(*token, std::move(*audit_key),
-                                                                  "signet.test/audit");
+    note_signer =
+        audit::testing::MakeHsmNoteSigner(*token, std::move(*audit_key), "signet.test/audit");
   }
 };
 
