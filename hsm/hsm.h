@@ -71,8 +71,9 @@ struct TokenConfig {
   std::filesystem::path pin_file;
   unsigned sessions = 2;              // signing sessions (and workers): 1 to 64
   std::size_t queue_capacity = 4096;  // jobs waiting for a worker; Submit fails past it
-  // A worker takes up to this many jobs at a time (past the first, only while they add up to at
-  // most 256 signatures, so large jobs spread over the sessions).
+  // A worker takes up to this many jobs at a time (past the first, only small ones of under 32
+  // inputs, while they add up to at most 256 signatures). A job of 64 inputs or more is split
+  // into parts of at least 32, at most one per session, so one large job keeps every session busy.
   unsigned jobs_per_wakeup = 16;
   VerifyPolicy verify = VerifyPolicy::kAll;
 };

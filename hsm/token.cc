@@ -4,6 +4,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "hsm/hsm.h"
@@ -23,12 +24,55 @@ constexpr std::chrono::milliseconds kFirstBackoff{10};
 constexpr std::size_t kMaxSignatureBytes = 1024;  // RSA-4096 is 512
 // A worker takes further jobs at one wake-up only while their signatures stay within this.
 constexpr std::size_t kSignaturesPerWakeup = 256;
+// A job of at least twice this many inputs is split into parts of at least this many, at most one
+// per session; a worker takes further jobs at one wake-up only when they are smaller than this.
+constexpr std::size_t kMinPart = 32;
 
 struct Job {
   std::shared_ptr<const KeyHandle> key;
   SignSpec spec;
   std::vector<Bytes> inputs;
   JobCallback done;
+};
+
+// The parts of one split job. The caller's callback runs once, on the worker that finishes the
+// last part, with every signature in order or with the first part's error.
+class Join {
+ public:
+  Join(std::size_t parts, JobCallback done)
+      : results_(parts), pending_(parts), done_(std::move(done)) {}
+
+  void Done(std::size_t part, Result<Signatures> result) {
+    {
+      std::lock_guard lock(mu_);
+      if (result) {
+        results_[part] = std::move(*result);
+      } else if (!error_) {
+        error_ = std::move(result).error();
+      }
+      if (--pending_ > 0) {
+        return;
+      }
+    }
+    // The last part: nobody else touches the results any more.
+    if (error_) {
+      done_(tl::unexpected(std::move(*error_)));
+      return;
+    }
+    Signatures all;
+    for (Signatures& part_signatures : results_) {
+      all.insert(all.end(), std::make_move_iterator(part_signatures.begin()),
+                 std::make_move_iterator(part_signatures.end()));
+    }
+    done_(std::move(all));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Signatures> results_;
+  std::optional<Error> error_;
+  std::size_t pending_;
+  JobCallback done_;
 };
 
 std::string TrimLabel(const CK_UTF8CHAR* label, std::size_t size) {
@@ -177,20 +221,42 @@ Status Token::Submit(const KeyHandle& key, SignSpec spec, std::vector<Bytes> inp
                                  std::to_string(HashLength(spec.hash)));
     }
   }
+  auto shared_key = std::make_shared<const KeyHandle>(key);
+  std::vector<Job> jobs;
+  const std::size_t count = inputs.size();
+  const std::size_t parts = std::min<std::size_t>(state_->config.sessions, count / kMinPart);
+  if (parts <= 1) {
+    jobs.push_back(Job{std::move(shared_key), spec, std::move(inputs), std::move(done)});
+  } else {
+    auto join = std::make_shared<Join>(parts, std::move(done));
+    for (std::size_t part = 0; part < parts; ++part) {
+      const auto begin = inputs.begin() + static_cast<std::ptrdiff_t>(count * part / parts);
+      const auto end = inputs.begin() + static_cast<std::ptrdiff_t>(count * (part + 1) / parts);
+      jobs.push_back(
+          Job{shared_key, spec,
+              std::vector<Bytes>(std::make_move_iterator(begin), std::make_move_iterator(end)),
+              [join, part](Result<Signatures> r) { join->Done(part, std::move(r)); }});
+    }
+  }
   {
     std::lock_guard lock(state_->mu);
     if (state_->stopping) {
       return MakeError(ErrorCode::kUnavailable, "the HSM token is closing");
     }
-    if (state_->queue.size() >= state_->config.queue_capacity) {
+    if (state_->queue.size() + jobs.size() > state_->config.queue_capacity) {
       return MakeError(ErrorCode::kUnavailable, "the HSM signing queue is full (" +
                                                     std::to_string(state_->config.queue_capacity) +
                                                     " jobs waiting); try again shortly");
     }
-    state_->queue.push_back(
-        Job{std::make_shared<const KeyHandle>(key), spec, std::move(inputs), std::move(done)});
+    for (Job& job : jobs) {
+      state_->queue.push_back(std::move(job));
+    }
   }
-  state_->work.notify_one();
+  if (jobs.size() > 1) {
+    state_->work.notify_all();
+  } else {
+    state_->work.notify_one();
+  }
   return OkStatus();
 }
 
@@ -259,8 +325,10 @@ void Token::State::WorkerLoop() {
       // Several small jobs per wake-up (under load a worker pays the lock and the lease once for
       // many), but never a pile of large ones: they would wait here while other sessions idle.
       std::size_t signatures = 0;
-      while (!queue.empty() && batch.size() < config.jobs_per_wakeup &&
-             (batch.empty() || signatures + queue.front().inputs.size() <= kSignaturesPerWakeup)) {
+      while (
+          !queue.empty() && batch.size() < config.jobs_per_wakeup &&
+          (batch.empty() || (queue.front().inputs.size() < kMinPart &&
+                             signatures + queue.front().inputs.size() <= kSignaturesPerWakeup))) {
         signatures += queue.front().inputs.size();
         batch.push_back(std::move(queue.front()));
         queue.pop_front();

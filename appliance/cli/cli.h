@@ -16,10 +16,14 @@
 // relative path) locally: ECDSA P-256/P-384 (DER) and RSA PKCS#1 v1.5 or PSS, over the file's
 // SHA-256 (SHA-384 for P-384 keys) hashed by the pipeline; prints "FILE: OK" or
 // "FILE: FAILED (REASON)" per file and a summary on stderr.
-// `signet sign [--socket PATH] --key NAME [-r] [--out-dir DIR] [--batch-size N] [--force] [--json]
-// PATH...` hashes files and has signetd (HTTP over its Unix socket) sign the digests in batches
-// while hashing continues, writing each raw signature atomically to FILE.sig (or DIR/FILE.sig
-// with --out-dir); an existing .sig is kept, and its file failed, unless --force.
+// `signet sign [--socket PATH | --url https://HOST:PORT --cert C --cert-key K --cacert CA] --key
+// NAME [-r] [--out-dir DIR] [--batch-size N] [--requests N] [--jobs N] [--force] [--json] PATH...`
+// hashes files and has signetd (HTTP over its Unix socket, or TLS 1.3 with a client certificate)
+// sign the digests in batches, several requests in flight, while hashing continues, writing each
+// raw signature atomically to FILE.sig (or DIR/FILE.sig with --out-dir); an existing .sig is
+// kept, and its file failed, unless --force.
+// `signet keys list [--json]` and `signet keys show NAME [--pem] [--json]` (same connection
+// options as sign) describe the keys signetd signs with; --pem prints the public key alone.
 //
 // Caveats:
 // - With one algorithm, output lines are byte-compatible with GNU coreutils 9.1 `sha256sum`

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<Command>> commands;
     commands.push_back(signet::cli::MakeDigestCommand());
     commands.push_back(signet::cli::MakeSignCommand());
+    commands.push_back(signet::cli::MakeKeysCommand());
     commands.push_back(signet::cli::MakeAuditCommand());
     commands.push_back(signet::cli::MakeVerifyCommand());
 

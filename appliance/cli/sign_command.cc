@@ -1,9 +1,9 @@
 // `signet sign --key NAME FILE...`: hashes files where they are and has signetd sign the digests,
 // writing raw detached signatures (FILE.sig). Three stages overlap: the hasher's workers hash
-// files, a sender thread posts full batches of digests to the daemon (one persistent HTTP
-// connection over its Unix socket, libcurl), and the sender writes each batch's signatures as its
-// answer comes back while the hasher carries on with the next files.
-#include <curl/curl.h>
+// files, sender threads post full batches of digests to the daemon (--requests of them, each with
+// its own persistent HTTP connection, so the daemon's HSM sessions and audit commits always have
+// the next batch at hand), and each sender writes its batch's signatures as the answer comes back
+// while the hasher carries on with the next files.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -29,8 +29,10 @@
 
 #include "appliance/cli/cli.h"
 #include "appliance/cli/internal/command.h"
+#include "appliance/cli/internal/daemon_client.h"
 #include "appliance/cli/internal/digest.h"
 #include "appliance/cli/internal/json_line.h"
+#include "appliance/cli/internal/parse.h"
 #include "appliance/cli/internal/progress.h"
 
 namespace signet::cli {
@@ -39,22 +41,20 @@ namespace {
 using nlohmann::json;
 
 constexpr std::string_view kToolVersion = "0.1.0";
-constexpr std::string_view kSystemSocket = "/run/signet/sign.sock";
 constexpr std::size_t kDefaultBatch = 256;
-constexpr std::size_t kMaxBatch = 10000;   // the daemon's default max_items_per_request
-constexpr std::size_t kQueuedBatches = 4;  // batches hashed ahead of the sender
+constexpr std::size_t kMaxBatch = 10000;  // the daemon's default max_items_per_request
+constexpr unsigned kDefaultRequests = 4;  // requests in flight
+constexpr unsigned kMaxRequests = 64;
 constexpr std::size_t kMaxNameBytes = 4096;
 
 constexpr std::string_view kFooter = R"footer(
 The key's hash (GET /v1/keys/NAME) decides what the files are hashed with. Digests go to signetd
-in batches of --batch-size while hashing continues; each answered FILE gets FILE.sig (with
+in batches of --batch-size, --requests of them at a time, while hashing continues; each answered
+FILE gets FILE.sig (with
 --out-dir DIR: DIR/FILE.sig, FILE's relative path mirrored under DIR), the raw signature that
 `openssl dgst -sha256 -verify pub.pem -signature FILE.sig FILE` checks. Signatures are written to a
 temporary file and renamed into place. An existing FILE.sig is never replaced without --force: its
 FILE fails and its digest is not sent. With -r, files named *.sig found in directories are skipped.
-
-The daemon's socket is --socket, else $SIGNET_SOCKET, else ./.signet/sign.sock, else
-/run/signet/sign.sock (the first that exists).
 
 Prints "signed FILE -> FILE.sig (seq N)" per file as its batch is answered (--json: one object
 per file: path, signature_path, seq, ok, error), errors on stderr, and a summary on stderr. A
@@ -66,156 +66,9 @@ Exit status: 0 every file signed, 1 a file failed (or the daemon could not be us
 Examples:
   signet sign --key release dist/*.tar.gz
   signet sign --key release -r --out-dir sigs/ dist/
-  signet sign --socket /run/signet/sign.sock --key release --json build/app.bin | jq .seq)footer";
-
-// ---- HTTP over the daemon's Unix socket --------------------------------------------------------
-
-using CurlEasy = std::unique_ptr<CURL, FnDeleter<&curl_easy_cleanup>>;
-using CurlSlist = std::unique_ptr<curl_slist, FnDeleter<&curl_slist_free_all>>;
-
-struct HttpAnswer {
-  int status = 0;
-  std::string body;
-};
-
-std::size_t AppendBody(char* data, std::size_t size, std::size_t count, void* user) {
-  static_cast<std::string*>(user)->append(data, size * count);
-  return size * count;
-}
-
-// SignClient sends requests to signetd over one connection that curl keeps open between them.
-// Used by one thread at a time (main, then the sender).
-class SignClient {
- public:
-  SignClient() = default;  // unusable until set up by Connect
-  SignClient(const SignClient&) = delete;
-  SignClient& operator=(const SignClient&) = delete;
-
-  // Errors: kInternal (curl could not be set up).
-  [[nodiscard]] static Result<std::unique_ptr<SignClient>> Connect(std::string socket);
-
-  // Errors: kUnavailable (no connection, timeout, broken answer), naming the socket.
-  [[nodiscard]] Result<HttpAnswer> Get(const std::string& target) { return Send(target, nullptr); }
-  [[nodiscard]] Result<HttpAnswer> Post(const std::string& target, const std::string& body) {
-    return Send(target, &body);
-  }
-
- private:
-  [[nodiscard]] Result<HttpAnswer> Send(const std::string& target, const std::string* body);
-
-  CurlEasy handle_;
-  CurlSlist json_headers_;
-  std::string socket_;
-  char error_[CURL_ERROR_SIZE] = {};
-};
-
-Result<std::unique_ptr<SignClient>> SignClient::Connect(std::string socket) {
-  // Once per process; the client is made once per run.
-  if (const CURLcode init = curl_global_init(CURL_GLOBAL_DEFAULT); init != CURLE_OK) {
-    return MakeError(ErrorCode::kInternal,
-                     fmt::format("curl_global_init: {}", curl_easy_strerror(init)));
-  }
-  auto client = std::make_unique<SignClient>();
-  client->socket_ = std::move(socket);
-  client->handle_.reset(curl_easy_init());
-  curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json");
-  client->json_headers_.reset(list);
-  // Without this, curl sends "Expect: 100-continue" before large bodies and waits for it.
-  if (list == nullptr || curl_slist_append(list, "Expect:") == nullptr || !client->handle_) {
-    return MakeError(ErrorCode::kInternal, "curl: out of memory");
-  }
-  CURL* h = client->handle_.get();
-  const bool ok =
-      curl_easy_setopt(h, CURLOPT_UNIX_SOCKET_PATH, client->socket_.c_str()) == CURLE_OK &&
-      curl_easy_setopt(h, CURLOPT_ERRORBUFFER, client->error_) == CURLE_OK &&
-      curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody) == CURLE_OK &&
-      curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
-      curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L) == CURLE_OK &&
-      // A batch waits for the HSM and an audit commit; ten minutes means something is wrong.
-      curl_easy_setopt(h, CURLOPT_TIMEOUT, 600L) == CURLE_OK;
-  if (!ok) {
-    return MakeError(ErrorCode::kInternal, "curl_easy_setopt failed");
-  }
-  return client;
-}
-
-Result<HttpAnswer> SignClient::Send(const std::string& target, const std::string* body) {
-  CURL* h = handle_.get();
-  const std::string url = "http://localhost" + target;
-  HttpAnswer answer;
-  error_[0] = '\0';
-  bool ok = curl_easy_setopt(h, CURLOPT_URL, url.c_str()) == CURLE_OK &&
-            curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body) == CURLE_OK;
-  if (body != nullptr) {
-    ok = ok && curl_easy_setopt(h, CURLOPT_POST, 1L) == CURLE_OK &&
-         curl_easy_setopt(h, CURLOPT_HTTPHEADER, json_headers_.get()) == CURLE_OK &&
-         curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data()) == CURLE_OK &&
-         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size())) ==
-             CURLE_OK;
-  } else {
-    ok = ok && curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
-         curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr) == CURLE_OK;
-  }
-  if (!ok) {
-    return MakeError(ErrorCode::kInternal, "curl_easy_setopt failed");
-  }
-  if (const CURLcode rc = curl_easy_perform(h); rc != CURLE_OK) {
-    const std::string detail = error_[0] != '\0' ? error_ : curl_easy_strerror(rc);
-    return MakeError(ErrorCode::kUnavailable,
-                     fmt::format("talking to signetd at {}: {}", DisplayName(socket_), detail));
-  }
-  long status = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  answer.status = static_cast<int>(status);
-  return answer;
-}
-
-// The first socket path that exists: `given`, else $SIGNET_SOCKET, ./.signet/sign.sock and
-// /run/signet/sign.sock. Errors: kUnavailable listing every path tried.
-Result<std::string> FindSocket(const std::optional<std::string>& given) {
-  std::vector<std::string> candidates;
-  if (given) {
-    candidates.push_back(*given);
-  } else {
-    if (const char* env = std::getenv("SIGNET_SOCKET"); env != nullptr && *env != '\0') {
-      candidates.emplace_back(env);
-    }
-    candidates.emplace_back("./.signet/sign.sock");
-    candidates.emplace_back(kSystemSocket);
-  }
-  std::string tried;
-  for (const std::string& path : candidates) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) == 0) {
-      return path;
-    }
-    tried += (tried.empty() ? "" : ", ") + DisplayName(path);
-  }
-  return MakeError(ErrorCode::kUnavailable,
-                   fmt::format("no signetd socket found (looked for {}); is signetd running? Name "
-                               "its socket with --socket PATH or $SIGNET_SOCKET",
-                               tried));
-}
-
-// The daemon's error shape {"code", "message"[, "rule"][, "limit"]} as one line.
-std::string DescribeRefusal(const HttpAnswer& answer) {
-  const json body = json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
-  if (!body.is_object() || !body.contains("message") || !body["message"].is_string()) {
-    return fmt::format("signetd answered HTTP {}: {}", answer.status,
-                       DisplayName(answer.body.substr(0, 200)));
-  }
-  std::string text =
-      fmt::format("signetd refused (HTTP {} {}): {}", answer.status,
-                  body.value("code", std::string("error")), body["message"].get<std::string>());
-  if (body.contains("rule") && body["rule"].is_string()) {
-    const auto& rule = body["rule"].get_ref<const std::string&>();
-    text += rule.empty() ? " (no policy rule applies)" : fmt::format(" (policy rule \"{}\")", rule);
-  }
-  if (body.contains("limit") && body["limit"].is_string()) {
-    text += fmt::format(" (limit {})", body["limit"].get<std::string>());
-  }
-  return DisplayName(text);
-}
+  signet sign --socket /run/signet/sign.sock --key release --json build/app.bin | jq .seq
+  signet sign --url https://signer.example:8443 --cert ci.pem --cert-key ci.key \
+      --cacert signer-ca.pem --key release dist/app.tar.gz)footer";
 
 // ---- Signatures on disk ------------------------------------------------------------------------
 
@@ -295,7 +148,9 @@ Status SyncFilesystems(const std::set<std::string>& dirs) {
 // ---- The command -------------------------------------------------------------------------------
 
 struct SignSettings {
-  std::optional<std::string> socket;
+  Endpoint endpoint;
+  unsigned hash_threads = 0;  // 0: one per core
+  unsigned requests = kDefaultRequests;
   std::string key;
   bool recursive = false;
   std::optional<std::filesystem::path> out_dir;
@@ -321,13 +176,15 @@ struct Pending {
   std::string digest_hex;
 };
 
-// BatchQueue hands full batches from the hasher's callback to the sender. Bounded: Push blocks
-// while kQueuedBatches wait, so hashing never runs more than that far ahead of signing.
+// BatchQueue hands full batches from the hasher's callback to the senders. Bounded: Push blocks
+// while `capacity` batches wait, so hashing never runs more than that far ahead of signing.
 class BatchQueue {
  public:
+  explicit BatchQueue(std::size_t capacity) : capacity_(capacity) {}
+
   void Push(std::vector<Pending> batch) {
     std::unique_lock lock(mu_);
-    not_full_.wait(lock, [&] { return batches_.size() < kQueuedBatches; });
+    not_full_.wait(lock, [&] { return batches_.size() < capacity_; });
     batches_.push_back(std::move(batch));
     not_empty_.notify_one();
   }
@@ -354,6 +211,7 @@ class BatchQueue {
   std::condition_variable not_full_;
   std::condition_variable not_empty_;
   std::deque<std::vector<Pending>> batches_;
+  const std::size_t capacity_;
   bool closed_ = false;
 };
 
@@ -366,8 +224,10 @@ class SignCommand final : public Command {
   // Turns the raw option strings into settings. Errors: kInvalidArgument naming the option.
   [[nodiscard]] Result<SignSettings> Validate() const;
 
-  std::string socket_;
+  EndpointOptions endpoint_;
   std::string key_;
+  std::string jobs_;
+  std::string requests_;
   bool recursive_ = false;
   std::string out_dir_;
   std::string batch_size_;
@@ -375,7 +235,8 @@ class SignCommand final : public Command {
   bool json_ = false;
   std::vector<std::string> paths_;
 
-  CLI::Option* socket_option_ = nullptr;
+  CLI::Option* jobs_option_ = nullptr;
+  CLI::Option* requests_option_ = nullptr;
   CLI::Option* out_dir_option_ = nullptr;
   CLI::Option* batch_option_ = nullptr;
 };
@@ -383,9 +244,7 @@ class SignCommand final : public Command {
 CLI::App* SignCommand::Register(CLI::App& parent) {
   CLI::App* app = parent.add_subcommand(
       "sign", "Sign files with a key held by signetd (raw detached signatures, FILE.sig)");
-  socket_option_ =
-      app->add_option("--socket", socket_, "signetd's Unix socket (default: see below)")
-          ->type_name("PATH");
+  endpoint_.Register(app);
   app->add_option("-k,--key", key_, "Name of the key to sign with (GET /v1/keys lists them)")
       ->type_name("NAME")
       ->required();
@@ -398,22 +257,21 @@ CLI::App* SignCommand::Register(CLI::App& parent) {
   batch_option_ = app->add_option("--batch-size", batch_size_,
                                   "Files per request to signetd, 1 to 10000 (default 256)")
                       ->type_name("N");
+  requests_option_ = app->add_option("--requests", requests_,
+                                     "Requests to signetd in flight at once, 1 to 64 (default 4)")
+                         ->type_name("N");
+  jobs_option_ = app->add_option("-j,--jobs", jobs_, "Hashing threads; 0 (default): one per core")
+                     ->type_name("N");
   app->add_flag("--force", force_, "Replace existing signature files");
   app->add_flag("--json", json_,
                 "One JSON object per file and line: path, signature_path, seq, ok, error");
   app->add_option("PATH", paths_, "Files to sign (directories with -r)")->required();
-  app->footer(std::string(kFooter));
+  app->footer(std::string(kFooter) + "\n" + std::string(kEndpointHelp));
   return app;
 }
 
 Result<SignSettings> SignCommand::Validate() const {
   SignSettings settings;
-  if (socket_option_->count() > 0) {
-    if (socket_.empty()) {
-      return MakeError(ErrorCode::kInvalidArgument, "--socket needs a path");
-    }
-    settings.socket = socket_;
-  }
   // The daemon's key names; checked here because the name goes into a URL.
   const bool valid_key = !key_.empty() && key_.size() <= 128 &&
                          key_.find_first_not_of(
@@ -439,6 +297,21 @@ Result<SignSettings> SignCommand::Validate() const {
                                    DisplayName(batch_size_), kMaxBatch));
     }
     settings.batch_size = static_cast<std::size_t>(n);
+  }
+  if (jobs_option_->count() > 0) {
+    SIGNET_ASSIGN_OR_RETURN(settings.hash_threads, ParseJobs(jobs_));
+  }
+  if (requests_option_->count() > 0) {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(requests_.c_str(), &end, 10);
+    if (requests_.empty() || *end != '\0' || errno != 0 || requests_[0] == '-' || n < 1 ||
+        n > kMaxRequests) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("--requests '{}': expected a number from 1 to {}",
+                                   DisplayName(requests_), kMaxRequests));
+    }
+    settings.requests = static_cast<unsigned>(n);
   }
   if (out_dir_option_->count() > 0) {
     if (out_dir_.empty()) {
@@ -476,7 +349,7 @@ Result<SignSettings> SignCommand::Validate() const {
 
 // Asks the daemon about `name`. Errors: kNotFound (no such key), kUnavailable (no daemon, or an
 // answer that makes no sense), kInvalidArgument (a key this client cannot sign with).
-Result<KeyInfo> FetchKey(SignClient& client, const std::string& name) {
+Result<KeyInfo> FetchKey(DaemonClient& client, const std::string& name) {
   SIGNET_ASSIGN_OR_RETURN(HttpAnswer answer, client.Get("/v1/keys/" + name));
   if (answer.status == 404) {
     return MakeError(ErrorCode::kNotFound,
@@ -521,8 +394,8 @@ struct FileResult {
 // SignRun is one `signet sign` run after setup: it owns the results and prints them.
 class SignRun {
  public:
-  SignRun(const SignSettings& settings, const KeyInfo& key, Console& console, SignClient& client)
-      : settings_(settings), key_(key), console_(console), client_(client) {
+  SignRun(const SignSettings& settings, const KeyInfo& key, Console& console)
+      : settings_(settings), key_(key), console_(console) {
     char host[256] = {};
     if (::gethostname(host, sizeof(host) - 1) == 0) {
       host_ = host;
@@ -574,11 +447,11 @@ class SignRun {
     }
   }
 
-  // The sender thread's loop: posts batches until the queue is closed and empty.
-  void SendAll(BatchQueue& queue) {
+  // A sender thread's loop: posts batches over `client` until the queue is closed and empty.
+  void SendAll(BatchQueue& queue, DaemonClient& client) {
     while (auto batch = queue.Pop()) {
       try {
-        SendBatch(*batch);
+        SendBatch(*batch, client);
       } catch (const std::exception& e) {  // a thread entry point: fail the batch, not the run
         for (const Pending& item : *batch) {
           Report({item.path, item.signature_path, std::nullopt,
@@ -610,7 +483,7 @@ class SignRun {
     return std::nullopt;
   }
 
-  void SendBatch(const std::vector<Pending>& batch) {
+  void SendBatch(const std::vector<Pending>& batch, DaemonClient& client) {
     json items = json::array();
     for (const Pending& item : batch) {
       items.push_back(json{
@@ -628,7 +501,7 @@ class SignRun {
       }
     };
     auto answer =
-        client_.Post("/v1/sign", body.dump(-1, ' ', false, json::error_handler_t::replace));
+        client.Post("/v1/sign", body.dump(-1, ' ', false, json::error_handler_t::replace));
     if (!answer) {
       fail_all(answer.error().message());
       return;
@@ -706,7 +579,6 @@ class SignRun {
   const SignSettings& settings_;
   const KeyInfo& key_;
   Console& console_;
-  SignClient& client_;
   std::string host_;
   mode_t mode_ = 0644;
   std::set<std::string> given_;
@@ -724,17 +596,27 @@ int SignCommand::Run(Console& console) {
                             settings.error().message()));
     return kExitUsage;
   }
-  auto socket = FindSocket(settings->socket);
-  if (!socket) {
-    console.Error(socket.error().message());
+  auto endpoint = endpoint_.Resolve();
+  if (!endpoint) {
+    if (endpoint.error().code() == ErrorCode::kInvalidArgument) {
+      console.Err(fmt::format("signet sign: {}\nRun with --help for more information.\n",
+                              endpoint.error().message()));
+      return kExitUsage;
+    }
+    console.Error(endpoint.error().message());
     return kExitFailed;
   }
-  auto client = SignClient::Connect(*socket);
-  if (!client) {
-    console.Error(client.error().message());
-    return kExitFailed;
+  // One connection per request in flight; the first also asks about the key.
+  std::vector<std::unique_ptr<DaemonClient>> clients;
+  for (unsigned i = 0; i < settings->requests; ++i) {
+    auto client = DaemonClient::Connect(*endpoint);
+    if (!client) {
+      console.Error(client.error().message());
+      return kExitFailed;
+    }
+    clients.push_back(std::move(*client));
   }
-  auto key = FetchKey(**client, settings->key);
+  auto key = FetchKey(*clients.front(), settings->key);
   if (!key) {
     console.Error(key.error().message());
     return kExitFailed;
@@ -742,20 +624,25 @@ int SignCommand::Run(Console& console) {
   pipeline::HashOptions options;
   options.algorithms = {key->hash};
   options.recursive = settings->recursive;
+  options.threads = settings->hash_threads;
   auto hasher = MakeHasher(options);
   if (!hasher) {
     return ReportSetupError(console, hasher.error());
   }
 
   const auto start = std::chrono::steady_clock::now();
-  SignRun run(*settings, *key, console, **client);
+  SignRun run(*settings, *key, console);
   for (const auto& path : settings->paths) {
     run.Given(path);
   }
-  BatchQueue queue;
+  // Hashing may run two batches ahead of the senders.
+  BatchQueue queue(settings->requests + 2);
   {
-    std::jthread sender([&] { run.SendAll(queue); });
-    // Close the queue however hashing ends, or the sender would wait forever on join.
+    std::vector<std::jthread> senders;
+    for (auto& client : clients) {
+      senders.emplace_back([&run, &queue, c = client.get()] { run.SendAll(queue, *c); });
+    }
+    // Close the queue however hashing ends, or the senders would wait forever on join.
     struct CloseOnExit {
       BatchQueue& queue;
       ~CloseOnExit() { queue.Close(); }
@@ -764,7 +651,7 @@ int SignCommand::Run(Console& console) {
     hasher->Run(settings->paths,
                 [&](pipeline::FileOutcome outcome) { run.OnHashed(std::move(outcome), queue); });
     run.FlushBatch(queue);
-  }  // closes the queue, then joins the sender
+  }  // closes the queue, then joins the senders
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

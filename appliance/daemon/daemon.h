@@ -152,7 +152,9 @@ struct DevState {
 // The --dev embedded default under `dir` (made absolute, created 0700). On first start: a SoftHSM
 // configuration and token "signet-dev" (random PINs in DIR/pin and DIR/so-pin, 0600), keys
 // "default" (raw) and "audit" (checkpoint), a policy letting the invoking user sign with every raw
-// key, and DIR/signetd.toml describing it all. Later starts reuse DIR/signetd.toml. Either way sets
+// key, the audit key's public half in DIR/audit.pub.pem (0644, for `signet audit verify`), and
+// DIR/signetd.toml describing it all. Later starts reuse DIR/signetd.toml (and write
+// DIR/audit.pub.pem if a state made by an older signetd lacks it). Either way sets
 // SOFTHSM2_CONF to DIR/softhsm2.conf for this process. Errors: kIo, kHsm, kInvalidArgument (a
 // half-made state dir, naming what to remove).
 [[nodiscard]] Result<DevState> PrepareDevState(const std::filesystem::path& dir);

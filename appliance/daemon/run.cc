@@ -76,21 +76,19 @@ Result<Args> ParseArgs(int argc, char** argv) {
 
 void PrintDevHelp(const DevState& dev) {
   const std::string dir = dev.dir.string();
-  std::fprintf(
-      stderr,
-      "signetd: --dev state in %s (%s)\n"
-      "  configuration  %s/signetd.toml\n"
-      "  policy         %s/policy.toml (kill -HUP %d reloads it)\n"
-      "  token          SoftHSM \"signet-dev\" in %s/tokens (SOFTHSM2_CONF=%s/softhsm2.conf),"
-      " PINs in %s/pin and %s/so-pin\n"
-      "  audit log      %s/audit, checkpoints in %s/checkpoints\n"
-      "  sign socket    %s/sign.sock\n"
-      "try:\n"
-      "  curl --unix-socket %s/sign.sock http://localhost/v1/keys\n"
-      "  signet sign --socket %s/sign.sock --key default FILE\n",
-      dir.c_str(), dev.created ? "created now" : "reused", dir.c_str(), dir.c_str(),
-      static_cast<int>(::getpid()), dir.c_str(), dir.c_str(), dir.c_str(), dir.c_str(), dir.c_str(),
-      dir.c_str(), dir.c_str(), dir.c_str(), dir.c_str());
+  const std::string text =
+      "signetd: --dev state in " + dir + (dev.created ? " (created now)" : " (reused)") + "\n" +
+      "  configuration  " + dir + "/signetd.toml\n" + "  policy         " + dir +
+      "/policy.toml (kill -HUP " + std::to_string(::getpid()) + " reloads it)\n" +
+      "  token          SoftHSM \"signet-dev\" in " + dir + "/tokens (SOFTHSM2_CONF=" + dir +
+      "/softhsm2.conf), PINs in " + dir + "/pin and " + dir + "/so-pin\n" + "  audit log      " +
+      dir + "/audit, checkpoints in " + dir + "/checkpoints, public key " + dir +
+      "/audit.pub.pem\n" + "  sign socket    " + dir + "/sign.sock\n" + "try:\n" +
+      "  curl --unix-socket " + dir + "/sign.sock http://localhost/v1/keys\n" +
+      "  signet sign --socket " + dir + "/sign.sock --key default FILE\n" +
+      "  signet audit export --log " + dir + "/audit -o audit.jsonl && signet audit verify " +
+      "audit.jsonl --key-file " + dir + "/audit.pub.pem\n";
+  std::fputs(text.c_str(), stderr);
   std::fflush(stderr);
 }
 

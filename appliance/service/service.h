@@ -1,5 +1,5 @@
 // appliance/service/service.h: the sign service. One request runs
-//   peer identity -> policy -> HSM batch -> verify -> audit (group commit) -> answer
+//   peer identity -> policy -> HSM batch (verified there) -> audit (group commit) -> answer
 // over the HTTP API that signet::net serves:
 //   POST /v1/sign        JSON, or CBOR with the same schema (Content-Type: application/cbor)
 //   GET  /v1/keys        every key: name, algorithm, format, fingerprint, public key PEM
@@ -19,8 +19,9 @@
 // - One key, one format: the format, scheme and hash are fixed per key by ServiceKey; a request
 //   names only the key. Only format "raw" exists today (ECDSA DER, RSA PKCS#1 v1.5 or PSS over
 //   the key's hash), so `openssl dgst -<hash> -verify pub.pem -signature F.sig F` checks it.
-// - Every signature is verified with OpenSSL against the key's public key before its record is
-//   written, whatever the Token's VerifyPolicy is.
+// - Signatures are verified before release by the hsm module, per the Token's VerifyPolicy (RSA
+//   always; ECDSA and Ed25519 unless the operator turned verify_before_release off). The service
+//   does not check them a second time.
 // - Never blocks the caller: Handle parses and validates on the calling (I/O) thread, then
 //   everything else continues from HSM worker and audit writer callbacks. Building the response
 //   runs on the audit writer thread (it is short, but delays the next group commit by as much).

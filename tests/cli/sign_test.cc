@@ -319,11 +319,94 @@ TEST_F(SignTest, ThreeHundredFilesInBatchesOfFifty) {
   }
 }
 
-TEST_F(SignTest, BadBatchSizeIsAUsageError) {
+TEST_F(SignTest, BadOptionsAreUsageErrors) {
   const std::string a = Make("a.txt", "artifact a");
-  ProcessResult result = Sign({"--batch-size", "0", a});
-  EXPECT_EQ(result.exit_code, 2) << result;
-  EXPECT_THAT(result.err, HasSubstr("--batch-size"));
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"--batch-size", "0", a}, "--batch-size"},
+      {{"--requests", "0", a}, "--requests '0': expected a number from 1 to 64"},
+      {{"--requests", "65", a}, "--requests"},
+      {{"--jobs", "x", a}, "--jobs"},
+      {{"--url", "https://h:1", a}, "give --socket or --url, not both"},
+  };
+  for (const Case& c : cases) {
+    ProcessResult result = Sign(c.args);
+    EXPECT_EQ(result.exit_code, 2) << result;
+    EXPECT_THAT(result.err, HasSubstr(c.message)) << result;
+  }
+  // Without --socket: the URL's shape and the TLS files are checked before anything is sent.
+  const std::vector<Case> url_cases = {
+      {{"--url", "http://h:1", a}, "expected https://HOST:PORT"},
+      {{"--url", "https://h:1/v1", a}, "expected https://HOST:PORT"},
+      {{"--url", "https://h:1", a}, "--url needs --cert, --cert-key and --cacert"},
+      {{"--cert", "c.pem", a}, "go with --url"},
+  };
+  for (const Case& c : url_cases) {
+    std::vector<std::string> argv{"sign", "--key", "default"};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    ProcessResult result = Signet(argv);
+    EXPECT_EQ(result.exit_code, 2) << result;
+    EXPECT_THAT(result.err, HasSubstr(c.message)) << result;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir() / "a.txt.sig"));
+  EXPECT_EQ(log_->stats().tree_size, 0u);
+}
+
+// One request in flight or many, small batches: every file is signed once, recorded once, and its
+// record is the one its line names.
+TEST_F(SignTest, RequestsInFlightEachFileSignedAndRecordedOnce) {
+  std::vector<std::string> args{"--batch-size", "7", "--requests", "8", "--jobs", "2", "--json"};
+  for (int i = 0; i < 200; ++i) {
+    args.push_back(Make("r" + std::to_string(i), RandomBytes(64, 500 + i)));
+  }
+  ProcessResult result = Sign(args);
+  ASSERT_EQ(result.exit_code, 0) << result;
+  const std::vector<json> lines = JsonLines(result.out);
+  ASSERT_EQ(lines.size(), 200u);
+  std::set<std::uint64_t> seqs;
+  for (const json& line : lines) {
+    ASSERT_TRUE(line["ok"].get<bool>()) << line;
+    EXPECT_TRUE(seqs.insert(line["seq"].get<std::uint64_t>()).second) << line;
+    ExpectAudited(line["seq"], line["path"], line["signature_path"]);
+  }
+  EXPECT_EQ(log_->stats().tree_size, 200u);
+  EXPECT_TRUE(OpensslVerifies(lines[0]["path"], lines[0]["signature_path"]));
+  EXPECT_TRUE(OpensslVerifies(lines[199]["path"], lines[199]["signature_path"]));
+}
+
+TEST_F(SignTest, KeysListAndShow) {
+  ProcessResult list = Signet({"keys", "list", "--socket", socket_});
+  ASSERT_EQ(list.exit_code, 0) << list;
+  EXPECT_THAT(list.out, HasSubstr("NAME"));
+  EXPECT_THAT(list.out, HasSubstr("default     ecdsa-p256  raw     " +
+                                  keys_->signing_key.public_key.fingerprint));
+  EXPECT_THAT(list.out, HasSubstr("restricted  ecdsa-p256  raw"));
+
+  ProcessResult listed_json = Signet({"keys", "list", "--socket", socket_, "--json"});
+  ASSERT_EQ(listed_json.exit_code, 0) << listed_json;
+  EXPECT_EQ(json::parse(listed_json.out)["keys"].size(), 2u);
+
+  ProcessResult pem = Signet({"keys", "show", "default", "--pem", "--socket", socket_});
+  ASSERT_EQ(pem.exit_code, 0) << pem;
+  EXPECT_EQ(pem.out, keys_->signing_key.public_key.pem);
+
+  ProcessResult shown = Signet({"keys", "show", "default", "--socket", socket_});
+  ASSERT_EQ(shown.exit_code, 0) << shown;
+  EXPECT_THAT(shown.out, HasSubstr("fingerprint: " + keys_->signing_key.public_key.fingerprint));
+  EXPECT_THAT(shown.out, HasSubstr("format:      raw"));
+  EXPECT_THAT(shown.out, HasSubstr("-----BEGIN PUBLIC KEY-----"));
+
+  ProcessResult unknown = Signet({"keys", "show", "nope", "--socket", socket_});
+  EXPECT_EQ(unknown.exit_code, 1) << unknown;
+  EXPECT_THAT(unknown.err, HasSubstr("no key named \"nope\""));
+  ProcessResult bad_name = Signet({"keys", "show", "../x", "--socket", socket_});
+  EXPECT_EQ(bad_name.exit_code, 2) << bad_name;
+  ProcessResult no_daemon = Signet({"keys", "list", "--socket", (dir() / "missing.sock").string()});
+  EXPECT_EQ(no_daemon.exit_code, 1) << no_daemon;
+  EXPECT_THAT(no_daemon.err, HasSubstr("missing.sock"));
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "hsm/hsm.h"
@@ -35,24 +36,25 @@ class RecoveryTest : public ::testing::Test {
     rsa_ = *rsa;
   }
 
-  TokenConfig Config(const std::filesystem::path& module) const {
+  TokenConfig Config(const std::filesystem::path& module, unsigned sessions = 1) const {
     TokenConfig config;
     config.module = module;
     config.token_label = token_.label();
     config.pin_file = token_.pin_file();
-    config.sessions = 1;
+    config.sessions = sessions;
     return config;
   }
 
   // Opens the token through the fault module with `rules`; the keys are looked up again there.
   std::unique_ptr<Token> OpenWithFaults(const std::string& rules,
-                                        VerifyPolicy verify = VerifyPolicy::kAll) {
+                                        VerifyPolicy verify = VerifyPolicy::kAll,
+                                        unsigned sessions = 1) {
     log_ = token_.dir() / "faults.log";
     std::filesystem::remove(log_);
     ::setenv("SIGNET_FAULT_TARGET", testing::kSoftHsmModule, 1);
     ::setenv("SIGNET_FAULT_RULES", rules.c_str(), 1);
     ::setenv("SIGNET_FAULT_LOG", log_.c_str(), 1);
-    TokenConfig config = Config(SIGNET_FAULT_MODULE);
+    TokenConfig config = Config(SIGNET_FAULT_MODULE, sessions);
     config.verify = verify;
     auto opened = Token::Open(config);
     EXPECT_TRUE(opened) << opened.error();
@@ -163,6 +165,27 @@ TEST_F(RecoveryTest, OtherErrorsFailAtOnceNamingTheRv) {
   EXPECT_EQ(hsm->stats().retries, 0u);
   // The token keeps working for the next job.
   EXPECT_TRUE(hsm->Sign(ec_, {Scheme::kEcdsa, Hash::kSha256}, Digests(3)));
+}
+
+// A job split over two sessions whose one part fails: the caller gets the error once, and no
+// signature of the part that succeeded.
+TEST_F(RecoveryTest, AFailedPartFailsTheWholeSplitJobOnce) {
+  auto hsm = OpenWithFaults("C_Sign:40:CKR_GENERAL_ERROR", VerifyPolicy::kAll, 2);
+  ASSERT_TRUE(hsm);
+  std::atomic<int> calls{0};
+  std::promise<Result<Signatures>> result;
+  ASSERT_TRUE(
+      hsm->Submit(ec_, {Scheme::kEcdsa, Hash::kSha256}, Digests(100), [&](Result<Signatures> r) {
+        if (calls.fetch_add(1) == 0) {
+          result.set_value(std::move(r));
+        }
+      }));
+  auto signatures = result.get_future().get();
+  ASSERT_FALSE(signatures) << "a partial result was returned";
+  EXPECT_THAT(signatures.error().message(), HasSubstr("CKR_GENERAL_ERROR"));
+  hsm.reset();  // drains: a second callback would have run by now
+  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(FaultsInjected(), 1);
 }
 
 TEST_F(RecoveryTest, CorruptedSignatureIsNeverReturned) {

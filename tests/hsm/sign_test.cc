@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <future>
 #include <map>
 #include <thread>
 
@@ -161,6 +162,45 @@ TEST(SignQueueTest, FullQueueFailsFastAndAcceptedJobsComplete) {
   EXPECT_GT(refused, 0);
   hsm->reset();  // drains: every accepted job finishes before the token closes
   EXPECT_EQ(done.load(), accepted);
+}
+
+// A large job is split over the sessions (parts of at least 32 inputs, one per session at most)
+// and joined: one callback, every signature in the order of the inputs, for sizes that do not
+// divide evenly and for the smallest job that is split.
+TEST(SignSplitTest, LargeJobsComeBackWholeAndInOrder) {
+  SoftHsmToken token;
+  auto hsm = Token::Open(ConfigFor(token, 4));
+  ASSERT_TRUE(hsm) << hsm.error();
+  auto key = (*hsm)->GenerateKey("k", KeyType::kEcdsaP256);
+  ASSERT_TRUE(key) << key.error();
+  const std::vector<std::size_t> counts = {63, 64, 97, 1000};
+  std::vector<std::atomic<int>> calls(counts.size());
+  for (std::size_t c = 0; c < counts.size(); ++c) {
+    std::vector<Bytes> inputs;
+    for (std::size_t i = 0; i < counts[c]; ++i) {
+      inputs.push_back(Random(32));
+    }
+    std::promise<Result<Signatures>> result;
+    ASSERT_TRUE(
+        (*hsm)->Submit(*key, {Scheme::kEcdsa, Hash::kSha256}, inputs, [&, c](Result<Signatures> r) {
+          if (calls[c].fetch_add(1) == 0) {
+            result.set_value(std::move(r));
+          }
+        }));
+    auto signatures = result.get_future().get();
+    ASSERT_TRUE(signatures) << signatures.error();
+    ASSERT_EQ(signatures->size(), counts[c]);
+    for (std::size_t i = 0; i < counts[c]; ++i) {
+      ASSERT_TRUE(
+          Verifies(key->public_key, {Scheme::kEcdsa, Hash::kSha256}, inputs[i], (*signatures)[i]))
+          << "signature " << i << " of " << counts[c] << " is not for input " << i;
+    }
+  }
+  EXPECT_EQ((*hsm)->stats().signatures, 63u + 64u + 97u + 1000u);
+  hsm->reset();  // drains: any second callback would have run by now
+  for (std::size_t c = 0; c < counts.size(); ++c) {
+    EXPECT_EQ(calls[c].load(), 1) << counts[c] << " inputs";
+  }
 }
 
 TEST(SignDeadlineTest, AJobNotDoneByTheDeadlineIsReportedAndStillFinishes) {

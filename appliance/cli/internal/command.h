@@ -36,6 +36,8 @@ std::unique_ptr<Command> MakeAuditExportCommand();
 std::unique_ptr<Command> MakeVerifyCommand();
 // `signet sign`: has signetd sign the files' digests, writing FILE.sig (sign_command.cc).
 std::unique_ptr<Command> MakeSignCommand();
+// `signet keys list|show`: the keys signetd signs with (keys_command.cc).
+std::unique_ptr<Command> MakeKeysCommand();
 
 }  // namespace signet::cli
 
