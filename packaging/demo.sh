@@ -2,8 +2,9 @@
 # The README's main command: installs the dependencies, builds a release build in build-release/,
 # and runs Signet's main job on its embedded default: starts `signetd --dev` (a SoftHSM token with
 # keys made inside it, a policy for the invoking user, a durable audit log), bulk-signs a directory
-# of artifacts with `signet sign -r`, checks every signature with `openssl dgst -verify`, exports
-# the audit log and shows what it holds, and stops the daemon.
+# of artifacts with `signet sign -r`, checks every signature with `openssl dgst -verify`, stops the
+# daemon, exports the audit log, verifies the export offline with the audit key's public half and
+# shows what it holds.
 #
 # Usage: bash packaging/demo.sh [DIR]   (default: a generated sample set under ./.signet/demo)
 set -euo pipefail
@@ -47,8 +48,8 @@ done
 [[ -S "$socket" ]] || { cat "$log" >&2; echo "demo: no socket at $socket" >&2; exit 1; }
 
 pub=.signet/demo/default.pub.pem
-curl -sf --unix-socket "$socket" http://signetd/v1/keys/default |
-  python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)["public_key_pem"])' >"$pub"
+"$signet" keys list --socket "$socket"
+"$signet" keys show default --pem --socket "$socket" >"$pub"
 
 echo "demo: signing every file under $artifacts: $signet sign -r --key default"
 start=$(date +%s.%N)
@@ -76,4 +77,6 @@ signs=$(grep -c 'kind\\":\\"sign' "$export_file" || true)
 echo "demo: the audit log holds $records records ($signs of them 'sign', one per artifact signed"
 echo "      in any run so far); the latest signed checkpoint:"
 sed -n 's/.*"checkpoint":"\([^"]*\)".*/\1/p' "$export_file" | head -1 | sed 's/\\n/\n/g' | sed 's/^/        /'
+echo "demo: verifying the export offline: signet audit verify $export_file --key-file $state/audit.pub.pem"
+"$signet" audit verify "$export_file" --key-file "$state/audit.pub.pem"
 echo "demo: export in $export_file; signatures are next to each artifact (FILE.sig)."

@@ -72,25 +72,29 @@ Examples:
 
 // ---- Signatures on disk ------------------------------------------------------------------------
 
-// Writes `bytes` to `path` through a temporary file in the same directory, then renamed over
-// `path` (`replace`) or linked to it (fails with EEXIST if `path` appeared meanwhile). A failure
-// leaves no partial `path`. Not fsync'd one by one (a fsync per file made 20,000 small signatures
-// take ten times as long): the command syncs each filesystem it wrote to once, before it reports
-// success (SyncFilesystems). Errors: ErrnoError naming the file.
+// Writes `bytes` to `path` through a temporary file in the same directory (created with `mode`
+// less the umask), then renamed over `path` (`replace`) or renamed to it only if it does not exist
+// (renameat2 RENAME_NOREPLACE; link and unlink on filesystems without it). Readers never see a
+// partial `path`, and a failure leaves none. Not fsync'd one by one (a fsync per file made 20,000
+// small signatures take ten times as long): the command syncs each filesystem it wrote to once,
+// before it reports success (SyncFilesystems). Thread-safe. Errors: ErrnoError naming the file;
+// kInvalidArgument when `path` exists and `replace` is false.
 Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> bytes, mode_t mode,
                        bool replace) {
-  std::string temp = path + ".tmp.XXXXXX";
-  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
-  if (!fd) {
-    return MakeError(ErrnoError(errno, temp));
+  static std::atomic<std::uint64_t> counter{0};
+  std::string temp;
+  UniqueFd fd;
+  for (int attempt = 0; !fd; ++attempt) {
+    temp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), counter.fetch_add(1));
+    fd = UniqueFd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+    if (!fd && (errno != EEXIST || attempt == 100)) {
+      return MakeError(ErrnoError(errno, temp));
+    }
   }
   auto fail = [&](int err, const std::string& what) {
     ::unlink(temp.c_str());
     return MakeError(ErrnoError(err, what));
   };
-  if (::fchmod(fd.get(), mode) != 0) {
-    return fail(errno, temp);
-  }
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
@@ -106,20 +110,32 @@ Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> by
     ::unlink(temp.c_str());
     return MakeError(closed.error());
   }
+  auto exists = [&] {
+    ::unlink(temp.c_str());
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{} exists; use --force", DisplayName(path)));
+  };
   if (replace) {
     if (::rename(temp.c_str(), path.c_str()) != 0) {
       return fail(errno, path);
     }
     return OkStatus();
   }
+  if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
+    return OkStatus();
+  }
+  if (errno == EEXIST) {
+    return exists();
+  }
+  if (errno != EINVAL && errno != ENOSYS) {
+    return fail(errno, path);
+  }
+  // A filesystem without RENAME_NOREPLACE: link (which refuses an existing name), then unlink.
   if (::link(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    if (err == EEXIST) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("{} exists; use --force", DisplayName(path)));
+    if (errno == EEXIST) {
+      return exists();
     }
-    return MakeError(ErrnoError(err, path));
+    return fail(errno, path);
   }
   ::unlink(temp.c_str());
   return OkStatus();
@@ -400,11 +416,6 @@ class SignRun {
     if (::gethostname(host, sizeof(host) - 1) == 0) {
       host_ = host;
     }
-    // Signatures are public: 0666 less the umask, as any new file. Read once, here, because
-    // umask(2) can only be read by setting it.
-    const mode_t mask = ::umask(0);
-    ::umask(mask);
-    mode_ = 0666 & ~mask;
   }
 
   std::string SignaturePath(const std::string& path) const {
@@ -544,7 +555,8 @@ class SignRun {
         }
       }
       if (written) {
-        written = WriteAtomically(item.signature_path, *signature, mode_, settings_.force);
+        // Signatures are public: 0666 less the umask, as any new file.
+        written = WriteAtomically(item.signature_path, *signature, 0666, settings_.force);
       }
       if (written) {
         std::string dir = std::filesystem::path(item.signature_path).parent_path().string();
@@ -580,7 +592,6 @@ class SignRun {
   const KeyInfo& key_;
   Console& console_;
   std::string host_;
-  mode_t mode_ = 0644;
   std::set<std::string> given_;
   std::vector<Pending> batch_;  // filled by the hasher's callback only
   std::atomic<std::uint64_t> signed_{0};

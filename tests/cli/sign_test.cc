@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -196,6 +197,18 @@ TEST_F(SignTest, SignaturesVerifyWithOpensslAndEachHasOneAuditRecord) {
   }
   EXPECT_EQ(seqs.size(), 3u);
   EXPECT_EQ(log_->stats().tree_size, 3u);  // exactly one record per signature
+  // Signatures are public files: 0666 less the umask; no temporary file is left behind.
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  for (const std::string& file : files) {
+    EXPECT_EQ(std::filesystem::status(dir() / (file + ".sig")).permissions() &
+                  std::filesystem::perms::all,
+              static_cast<std::filesystem::perms>(0666 & ~mask))
+        << file;
+  }
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir())) {
+    EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path();
+  }
 }
 
 TEST_F(SignTest, ExistingSignatureIsKeptAndNotSignedWithoutForce) {
