@@ -48,6 +48,10 @@ std::string FormatProgress(const ProgressSnapshot& snapshot, std::chrono::nanose
                         FormatBytes(static_cast<double>(snapshot.bytes_done)));
   }
   line += fmt::format(", {:.0f} MB/s", rate / 1e6);
+  if (snapshot.signatures) {
+    line += fmt::format(", {} signed ({:.0f}/s)", *snapshot.signatures,
+                        seconds > 0 ? static_cast<double>(*snapshot.signatures) / seconds : 0.0);
+  }
   if (snapshot.bytes_total > 0 && rate > 0 && snapshot.bytes_done <= snapshot.bytes_total) {
     double left = static_cast<double>(snapshot.bytes_total - snapshot.bytes_done) / rate;
     line += fmt::format(", ETA {}", FormatDuration(left));
@@ -55,8 +59,9 @@ std::string FormatProgress(const ProgressSnapshot& snapshot, std::chrono::nanose
   return line;
 }
 
-ProgressMeter::ProgressMeter(Console& console, const pipeline::Hasher& hasher)
-    : console_(console), hasher_(hasher) {
+ProgressMeter::ProgressMeter(Console& console, const pipeline::Hasher& hasher,
+                             const std::atomic<std::uint64_t>* signatures)
+    : console_(console), hasher_(hasher), signatures_(signatures) {
   if (console_.stderr_is_tty()) {
     thread_ = std::jthread([this](std::stop_token stop) { Loop(std::move(stop)); });
   }
@@ -84,8 +89,14 @@ void ProgressMeter::Loop(std::stop_token stop) {
       if (wake.wait_until(lock, stop, next, [] { return false; }) || stop.stop_requested()) {
         return;
       }
-      ProgressSnapshot snapshot{hasher_.files_done(), hasher_.files_total(), hasher_.bytes_hashed(),
-                                hasher_.bytes_total()};
+      ProgressSnapshot snapshot;
+      snapshot.files_done = hasher_.files_done();
+      snapshot.files_total = hasher_.files_total();
+      snapshot.bytes_done = hasher_.bytes_hashed();
+      snapshot.bytes_total = hasher_.bytes_total();
+      if (signatures_ != nullptr) {
+        snapshot.signatures = signatures_->load();
+      }
       console_.ShowProgress(FormatProgress(snapshot, std::chrono::steady_clock::now() - start));
       next += kRedraw;
     }

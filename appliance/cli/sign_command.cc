@@ -473,6 +473,7 @@ class SignRun {
   }
 
   std::uint64_t signed_files() const { return signed_.load(); }
+  const std::atomic<std::uint64_t>& signed_counter() const { return signed_; }
   std::uint64_t failed_files() const { return failed_.load(); }
   // Once the sender is done: flush the filesystems the signatures went to.
   [[nodiscard]] Status SyncWritten() {
@@ -658,7 +659,7 @@ int SignCommand::Run(Console& console) {
       BatchQueue& queue;
       ~CloseOnExit() { queue.Close(); }
     } close_on_exit{queue};
-    ProgressMeter progress(console, *hasher);
+    ProgressMeter progress(console, *hasher, &run.signed_counter());
     hasher->Run(settings->paths,
                 [&](pipeline::FileOutcome outcome) { run.OnHashed(std::move(outcome), queue); });
     run.FlushBatch(queue);

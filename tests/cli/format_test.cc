@@ -181,10 +181,14 @@ TEST(ReordererTest, EmitsInOrdinalOrder) {
 
 TEST(ProgressTest, FormatsCountsRateAndEta) {
   using std::chrono::seconds;
-  std::string line = FormatProgress({5, 20, 500'000'000, 2'000'000'000}, seconds(1));
+  std::string line = FormatProgress({5, 20, 500'000'000, 2'000'000'000, std::nullopt}, seconds(1));
   EXPECT_EQ(line, "signet: 5/20 files, 500.0 MB/2.00 GB, 500 MB/s, ETA 0:03");
-  std::string early = FormatProgress({0, 0, 0, 0}, seconds(0));
+  std::string early = FormatProgress({0, 0, 0, 0, std::nullopt}, seconds(0));
   EXPECT_EQ(early, "signet: 0 files, 0 B, 0 MB/s");
+  ProgressSnapshot signing{5, 20, 500'000'000, 2'000'000'000, std::nullopt};
+  signing.signatures = 4;
+  EXPECT_EQ(FormatProgress(signing, seconds(2)),
+            "signet: 5/20 files, 500.0 MB/2.00 GB, 250 MB/s, 4 signed (2/s), ETA 0:06");
 }
 
 TEST(JsonLineTest, OkAndError) {

@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -88,6 +90,67 @@ TEST_F(SignetdTest, DevSignsReloadsDrainsAndRestartsOnTheSameState) {
   ASSERT_EQ(::kill(daemon->pid(), SIGINT), 0);
   EXPECT_EQ(daemon->Wait(std::chrono::seconds(40)), 0) << daemon->log();
   EXPECT_GT(std::filesystem::file_size(State() / "checkpoints"), checkpoints_after_first);
+}
+
+// The whole flow with the real client: `signet sign -r` over a directory, every signature checked
+// with the openssl command, and exactly one `sign` record per signature naming the file, its
+// digest, the key, who asked (uid and user) and the tool.
+TEST_F(SignetdTest, SignetSignsADirectoryAndEverySignatureHasItsRecord) {
+  auto daemon = StartDev();
+  ASSERT_NE(daemon, nullptr);
+  const std::string pem = DefaultPem();
+  ASSERT_FALSE(pem.empty());
+  const auto pub = logs_.path() / "default.pub.pem";
+  WriteFile(pub, pem);
+  const auto dir = logs_.path() / "artifacts";
+  std::filesystem::create_directories(dir / "sub");
+  std::map<std::string, std::string> contents;
+  for (int i = 0; i < 300; ++i) {
+    const auto path = dir / (i % 3 == 0 ? "sub" : ".") / ("a" + std::to_string(i) + ".bin");
+    const std::string content = "artifact " + std::to_string(i) + std::string(i * 7, 'x');
+    WriteFile(path, content);
+    contents[path.lexically_normal().string()] = content;
+  }
+  const auto run = net::testing::RunCommand(
+      std::string(SIGNET_BINARY) + " sign --socket " + net::testing::ShellQuote(Socket().string()) +
+      " --key default --batch-size 32 -r " + net::testing::ShellQuote(dir.string()) + " 2>&1");
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  EXPECT_NE(run.out.find("signed 300 files with key default (format raw)"), std::string::npos)
+      << run.out;
+  // Every signature, checked by the openssl command (one shell loop, one process per file).
+  const auto verified = net::testing::RunCommand(
+      "cd " + net::testing::ShellQuote(dir.string()) +
+      " && find . -name '*.bin' | while read -r f; do openssl dgst -sha256 -verify " +
+      net::testing::ShellQuote(pub.string()) +
+      " -signature \"$f.sig\" \"$f\" || echo \"BAD $f\"; done 2>&1 | sort | uniq -c");
+  EXPECT_EQ(verified.out, "    300 Verified OK\n") << verified.out;
+
+  ASSERT_FALSE(WaitForCheckpoint().is_null());
+  std::map<std::string, int> records_per_file;
+  for (const json& r : ExportAudit()) {
+    if (r.value("kind", "") != "sign") {
+      continue;
+    }
+    const std::string name = r["artifact"].value("name", "");
+    ++records_per_file[name];
+    const auto it = contents.find(std::filesystem::path(name).lexically_normal().string());
+    ASSERT_NE(it, contents.end()) << r.dump();
+    EXPECT_EQ(r["artifact"]["digests"].value("sha256", ""), testing::Sha256Hex(it->second));
+    EXPECT_EQ(r["artifact"].value("size", -1), static_cast<int>(it->second.size()));
+    EXPECT_EQ(r["key"].value("name", ""), "default");
+    EXPECT_EQ(r["requester"].value("uid", -1), static_cast<int>(::getuid()));
+    EXPECT_FALSE(r["requester"].value("user", "").empty()) << r.dump();
+    EXPECT_EQ(r["request"]["tool"].value("name", ""), "signet");
+    EXPECT_EQ(r.value("signature_sha256", ""),
+              testing::Sha256Hex(ReadFile(std::filesystem::path(name).string() + ".sig")))
+        << name;
+  }
+  EXPECT_EQ(records_per_file.size(), 300u);
+  for (const auto& [name, count] : records_per_file) {
+    EXPECT_EQ(count, 1) << name;
+  }
+  ASSERT_EQ(::kill(daemon->pid(), SIGTERM), 0);
+  EXPECT_EQ(daemon->Wait(std::chrono::seconds(40)), 0) << daemon->log();
 }
 
 TEST_F(SignetdTest, BadConfigExitsOneNamingFileAndLine) {
