@@ -138,6 +138,10 @@ class Token {
     std::uint64_t retries = 0;
     std::uint64_t sessions_reopened = 0;
     std::size_t queue_depth = 0;
+    // Jobs failed in a row since the last that succeeded (0: the last job succeeded, or none ran),
+    // and the error of the most recent failed job (empty if none failed yet).
+    std::uint64_t consecutive_failures = 0;
+    std::string last_error;
   };
   Stats stats() const;
 

@@ -342,8 +342,11 @@ void Token::State::WorkerLoop() {
         std::lock_guard lock(mu);
         if (result) {
           stats.signatures += result->size();
+          stats.consecutive_failures = 0;
         } else {
           ++stats.jobs_failed;
+          ++stats.consecutive_failures;
+          stats.last_error = result.error().message();
         }
       }
       job.done(std::move(result));

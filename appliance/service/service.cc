@@ -406,6 +406,7 @@ void HandleHealth(const State& state, net::Responder& respond) {
     audit_json["error"] = health.error().message();
   }
   json tokens = json::array();
+  bool hsm_ok = true;
   std::set<const hsm::Token*> seen;
   for (const auto& [name, entry] : state.keys) {
     if (!seen.insert(entry.key.token).second) {
@@ -418,18 +419,27 @@ void HandleHealth(const State& state, net::Responder& respond) {
         names.push_back(other);
       }
     }
-    tokens.push_back(json{{"keys", std::move(names)},
-                          {"signatures", s.signatures},
-                          {"jobs_failed", s.jobs_failed},
-                          {"retries", s.retries},
-                          {"sessions_reopened", s.sessions_reopened},
-                          {"queue_depth", s.queue_depth}});
+    hsm_ok = hsm_ok && s.consecutive_failures == 0;
+    json token{{"keys", std::move(names)},
+               {"ok", s.consecutive_failures == 0},
+               {"consecutive_failures", s.consecutive_failures},
+               {"signatures", s.signatures},
+               {"jobs_failed", s.jobs_failed},
+               {"retries", s.retries},
+               {"sessions_reopened", s.sessions_reopened},
+               {"queue_depth", s.queue_depth}};
+    if (!s.last_error.empty()) {
+      token["last_error"] = s.last_error;
+    }
+    tokens.push_back(std::move(token));
   }
-  const std::string status = health ? "ok" : "unavailable";
-  respond(JsonResponse(health ? 200 : 503, json{{"status", status},
-                                                {"host_id", state.options.host_id},
-                                                {"audit", std::move(audit_json)},
-                                                {"hsm", std::move(tokens)}}));
+  // "degraded": the log works but a token's most recent job failed (it stays so until a job on
+  // that token succeeds). Either way 503, so that a load balancer sends signers elsewhere.
+  const std::string status = !health ? "unavailable" : hsm_ok ? "ok" : "degraded";
+  respond(JsonResponse(status == "ok" ? 200 : 503, json{{"status", status},
+                                                        {"host_id", state.options.host_id},
+                                                        {"audit", std::move(audit_json)},
+                                                        {"hsm", std::move(tokens)}}));
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 //   POST /v1/sign        JSON, or CBOR with the same schema (Content-Type: application/cbor)
 //   GET  /v1/keys        every key: name, algorithm, format, fingerprint, public key PEM
 //   GET  /v1/keys/NAME   one key
-//   GET  /v1/health      the audit log's health and stats, and each HSM token's stats
+//   GET  /v1/health      the audit log's health and stats, and each HSM token's stats; 200
+//                        "ok", or 503 "unavailable" (the log has failed) or "degraded" (a
+//                        token's most recent job failed: "ok": false, "last_error")
 //
 // Caveats:
 // - No record, no signature: a signature is put in a response only after the `sign` records of

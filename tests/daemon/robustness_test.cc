@@ -145,8 +145,8 @@ class RobustnessTest : public testing::SignetdFixture {
 
 // (a) a session closed or logged out under a signature is reopened and the request still signs;
 // (b) an HSM that fails every C_Sign gets a 503 hsm_unavailable, no signature, and an audited
-// denial; (c) once the HSM works again, so does signing. /v1/health stays 200 (it reports the audit
-// log's state) and counts the retries and failed jobs.
+// denial, and /v1/health turns 503 "degraded" naming the error; (c) once the HSM works again, so
+// does signing and health is 200 "ok" again. Health counts the retries and failed jobs.
 TEST_F(RobustnessTest, HsmSessionFailuresAreRetriedRefusedAndRecoveredFrom) {
   ASSERT_TRUE(MakeDevState());
   std::string config = ReadFile(State() / "signetd.toml");
@@ -209,10 +209,15 @@ TEST_F(RobustnessTest, HsmSessionFailuresAreRetriedRefusedAndRecoveredFrom) {
   EXPECT_EQ(refused_id.size(), 32u) << failed.headers;
   EXPECT_NE(ReadFile(fault_log).find("C_Sign #1 -> CKR_DEVICE_ERROR"), std::string::npos)
       << ReadFile(fault_log);
-  // Health answers 200 (it is the audit log's health) and counts the failed job.
-  const json during_b = Health();
-  std::cout << "[ INFO     ] /v1/health while every C_Sign fails: " << during_b.dump() << "\n";
-  EXPECT_EQ(during_b.value("status", ""), "ok") << during_b.dump();
+  // Health says so: 503 "degraded", the token not ok, with the error; the failed job counted.
+  const HttpResult during_b_result = Get("/v1/health");
+  EXPECT_EQ(during_b_result.status, 503) << during_b_result.body;
+  const json during_b = json::parse(during_b_result.body, nullptr, /*allow_exceptions=*/false);
+  EXPECT_EQ(during_b.value("status", ""), "degraded") << during_b.dump();
+  EXPECT_EQ(TokenStats(during_b).value("ok", true), false) << during_b.dump();
+  EXPECT_NE(TokenStats(during_b).value("last_error", "").find("CKR_DEVICE_ERROR"),
+            std::string::npos)
+      << during_b.dump();
   EXPECT_GT(TokenStats(during_b).value("jobs_failed", 0), before_b.value("jobs_failed", 0))
       << during_b.dump();
 
@@ -222,6 +227,9 @@ TEST_F(RobustnessTest, HsmSessionFailuresAreRetriedRefusedAndRecoveredFrom) {
       {"hsm-c/0", "signed after the HSM recovered\n"}, {"hsm-c/1", "and this one too\n"}};
   const HttpResult recovered_result = SignVerifyAll(again, pem);
   EXPECT_EQ(recovered_result.status, 200) << recovered_result.body << "\n" << daemon->log();
+  const json after_c = Health();  // 200 "ok" again, the last error still shown
+  EXPECT_EQ(after_c.value("status", ""), "ok") << after_c.dump();
+  EXPECT_EQ(TokenStats(after_c).value("ok", false), true) << after_c.dump();
   recovered.insert(recovered.end(), again.begin(), again.end());
 
   // The audit log: one sign record per released signature, a deny record for (b) and no sign

@@ -163,8 +163,12 @@ TEST_F(RecoveryTest, OtherErrorsFailAtOnceNamingTheRv) {
   EXPECT_THAT(signatures.error().message(), HasSubstr("C_Sign with key 'ec': CKR_GENERAL_ERROR"));
   EXPECT_EQ(signatures.error().native_code(), 0x5);
   EXPECT_EQ(hsm->stats().retries, 0u);
-  // The token keeps working for the next job.
+  EXPECT_EQ(hsm->stats().consecutive_failures, 1u);
+  EXPECT_THAT(hsm->stats().last_error, HasSubstr("CKR_GENERAL_ERROR"));
+  // The token keeps working for the next job, and says so.
   EXPECT_TRUE(hsm->Sign(ec_, {Scheme::kEcdsa, Hash::kSha256}, Digests(3)));
+  EXPECT_EQ(hsm->stats().consecutive_failures, 0u);
+  EXPECT_THAT(hsm->stats().last_error, HasSubstr("CKR_GENERAL_ERROR"));
 }
 
 // A job split over two sessions whose one part fails: the caller gets the error once, and no

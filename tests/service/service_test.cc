@@ -508,6 +508,9 @@ TEST_F(ServiceTest, HealthReportsAuditAndHsm) {
   EXPECT_EQ(health["audit"]["ok"], true);
   ASSERT_EQ(health["hsm"].size(), 1u);
   EXPECT_EQ(health["hsm"][0]["keys"].size(), 3u);
+  EXPECT_EQ(health["hsm"][0]["ok"], true);
+  EXPECT_EQ(health["hsm"][0]["consecutive_failures"], 0);
+  EXPECT_FALSE(health["hsm"][0].contains("last_error"));
 }
 
 TEST_F(ServiceTest, UnknownEndpointAndMethod) {
