@@ -51,8 +51,9 @@ enum class RecordKind : std::uint8_t {
   kAdmin,     // any other administrative action (or a refused admin peer)
   kStartup,
   kShutdown,
+  kBatch,  // one per Merkle batch whose root was signed (keys of format "batch")
 };
-// "sign", "deny", "approval", "policy", "key", "admin", "startup", "shutdown".
+// "sign", "deny", "approval", "policy", "key", "admin", "startup", "shutdown", "batch".
 std::string_view RecordKindName(RecordKind kind);
 [[nodiscard]] Result<RecordKind> ParseRecordKind(std::string_view name);
 
@@ -70,6 +71,18 @@ struct Approver {
   std::string identity;      // as the policy names principals: "user:alice", "cert-subject:..."
   std::int64_t time_us = 0;  // when they approved (UTC, µs since the epoch)
   friend bool operator==(const Approver&, const Approver&) = default;
+};
+
+// Merkle batch signing (keys of format "batch"): the batch a `sign` record's artifact is a leaf
+// of (id, leaf_index), or, in the `batch` record, the signed batch itself (id, tree_size, root,
+// note).
+struct BatchRef {
+  std::string id;                           // 32 lower-case hex digits
+  std::optional<std::uint64_t> leaf_index;  // sign records
+  std::optional<std::uint64_t> tree_size;   // batch records
+  std::string root;                         // batch records: base64 RFC 6962 root
+  std::string note;                         // batch records: the C2SP signed note of the root
+  friend bool operator==(const BatchRef&, const BatchRef&) = default;
 };
 
 // One decision. Empty strings, empty lists and unset optionals are left out of the serialized
@@ -98,6 +111,7 @@ struct Record {
   std::optional<std::uint64_t> artifact_size;
   std::map<std::string, std::string> digests;  // algorithm name → lower-case hex
   std::string signature_sha256;                // lower-case hex SHA-256 of the signature bytes
+  std::optional<BatchRef> batch;               // Merkle batch signing; see BatchRef
 
   std::string decision;        // "allow", "deny", "hold", "approve", ...
   std::string policy_rule;     // the rule that decided
@@ -109,7 +123,7 @@ struct Record {
 };
 
 // The canonical bytes of `record` (what its leaf hash covers). Errors: kInvalidArgument (a string
-// that is not valid UTF-8, naming the field).
+// that is not valid UTF-8, naming the field; a `batch` with an empty id, naming "batch.id").
 [[nodiscard]] Result<std::string> SerializeRecord(const Record& record);
 // Parses canonical record bytes. Errors: kInvalidArgument (not JSON, a field of the wrong type, an
 // unknown field or kind, or bytes that are not the canonical serialization of what they hold).

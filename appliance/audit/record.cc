@@ -23,8 +23,11 @@
 namespace signet::audit {
 namespace {
 
-constexpr std::array<std::string_view, 8> kKindNames = {"sign", "deny",  "approval", "policy",
-                                                        "key",  "admin", "startup",  "shutdown"};
+// Indexed by RecordKind.
+constexpr std::array<std::string_view, 9> kKindNames = {
+    "sign", "deny", "approval", "policy", "key", "admin", "startup", "shutdown", "batch"};
+static_assert(kKindNames.size() == static_cast<std::size_t>(RecordKind::kBatch) + 1,
+              "a RecordKind without a name");
 
 // Refusing large inputs before nlohmann sees them bounds the parser's memory; records are at most
 // LogOptions::max_record_bytes (64 KiB by default).
@@ -198,6 +201,26 @@ Status WriteHead(const Record& r, ObjectWriter& top) {
     }
     top.EndObject(artifact);
   }
+  if (r.batch) {
+    const BatchRef& b = *r.batch;
+    // An id-less reference would name no batch (and would vanish from the bytes if nothing else
+    // were set), so it is refused rather than written.
+    if (b.id.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "batch.id is empty: a batch reference must name its batch");
+    }
+    ObjectWriter batch = top.BeginObject("batch");
+    SIGNET_RETURN_IF_ERROR(batch.String("id", b.id, "batch.id"));
+    if (b.leaf_index) {
+      batch.Number("leaf_index", *b.leaf_index);
+    }
+    SIGNET_RETURN_IF_ERROR(batch.String("note", b.note, "batch.note"));
+    SIGNET_RETURN_IF_ERROR(batch.String("root", b.root, "batch.root"));
+    if (b.tree_size) {
+      batch.Number("tree_size", *b.tree_size);
+    }
+    top.EndObject(batch);
+  }
   SIGNET_RETURN_IF_ERROR(top.String("decision", r.decision, "decision"));
   SIGNET_RETURN_IF_ERROR(top.String("detail", r.detail, "detail"));
   SIGNET_RETURN_IF_ERROR(top.String("format", r.format, "format"));
@@ -282,7 +305,7 @@ Result<RecordKind> ParseRecordKind(std::string_view name) {
   }
   return MakeError(ErrorCode::kInvalidArgument,
                    "unknown record kind \"" + std::string(name) +
-                       "\" (sign, deny, approval, policy, key, admin, startup, shutdown)");
+                       "\" (sign, deny, approval, policy, key, admin, startup, shutdown, batch)");
 }
 
 namespace internal {
@@ -365,7 +388,9 @@ constexpr FieldSpec kSchema[] = {
     {"", kObject}, {"algorithm", kString}, {"approvers", kArray}, {"approvers[]", kObject},
     {"approvers[].identity", kString}, {"approvers[].time_us", kInt64}, {"artifact", kObject},
     {"artifact.digests", kMap}, {"artifact.digests[]", kString}, {"artifact.name", kString},
-    {"artifact.size", kUint64}, {"decision", kString}, {"detail", kString}, {"format", kString},
+    {"artifact.size", kUint64}, {"batch", kObject}, {"batch.id", kString},
+    {"batch.leaf_index", kUint64}, {"batch.note", kString}, {"batch.root", kString},
+    {"batch.tree_size", kUint64}, {"decision", kString}, {"detail", kString}, {"format", kString},
     {"host", kString}, {"key", kObject}, {"key.fingerprint", kString}, {"key.name", kString},
     {"kind", kKind}, {"peer", kObject}, {"peer.address", kString}, {"peer.pid", kInt64},
     {"policy", kObject}, {"policy.rule", kString}, {"policy.version", kString},
@@ -506,6 +531,12 @@ Record FromJson(const Json& j) {
   r.artifact_size = Find<std::uint64_t>(artifact, "size");
   r.digests = Member(artifact, "digests").get<std::map<std::string, std::string>>();
   r.signature_sha256 = Str(j, "signature_sha256");
+  if (const auto it = j.find("batch"); it != j.end()) {
+    // An empty or id-less object parses here and is then refused by the canonical check (the
+    // serializer names "batch.id").
+    r.batch = BatchRef{Str(*it, "id"), Find<std::uint64_t>(*it, "leaf_index"),
+                       Find<std::uint64_t>(*it, "tree_size"), Str(*it, "root"), Str(*it, "note")};
+  }
   r.decision = Str(j, "decision");
   r.policy_rule = Str(Member(j, "policy"), "rule");
   r.policy_version = Str(Member(j, "policy"), "version");

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -34,6 +35,8 @@
 #include "appliance/cli/internal/json_line.h"
 #include "appliance/cli/internal/parse.h"
 #include "appliance/cli/internal/progress.h"
+#include "appliance/cli/internal/receipt.h"
+#include "appliance/formats/formats.h"
 
 namespace signet::cli {
 namespace {
@@ -180,8 +183,10 @@ struct SignSettings {
 struct KeyInfo {
   std::string name;
   std::string algorithm;
-  std::string format;
+  std::string format;  // "raw" (FILE.sig) or "batch" (FILE.receipt)
   pipeline::DigestAlgorithm hash = pipeline::DigestAlgorithm::kSha256;
+  std::optional<ReceiptKey> receipt_key;  // batch keys: checks every receipt before it is written
+  bool batch() const { return format == "batch"; }
 };
 
 // One file on its way to the daemon.
@@ -384,10 +389,24 @@ Result<KeyInfo> FetchKey(DaemonClient& client, const std::string& name) {
   key.name = name;
   key.algorithm = body.value("algorithm", std::string());
   key.format = body["format"].get<std::string>();
-  if (key.format != "raw") {
+  if (key.format != "raw" && key.format != "batch") {
     return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("key \"{}\" makes {} signatures; this signet writes only raw ones",
+                     fmt::format("key \"{}\" makes {} signatures; this signet writes raw "
+                                 "signatures and batch receipts only",
                                  DisplayName(name), DisplayName(key.format)));
+  }
+  if (key.batch()) {
+    auto receipt_key = MakeReceiptKey(body.value("public_key_pem", std::string()));
+    if (!receipt_key) {
+      return MakeError(ErrorCode::kUnavailable,
+                       "signetd's public key for \"" + DisplayName(name) +
+                           "\" is unusable: " + receipt_key.error().message());
+    }
+    if (receipt_key->fingerprint != body.value("fingerprint", std::string())) {
+      return MakeError(ErrorCode::kUnavailable, "signetd's public key for \"" + DisplayName(name) +
+                                                    "\" does not match its fingerprint");
+    }
+    key.receipt_key = std::move(*receipt_key);
   }
   auto hash = pipeline::ParseDigestAlgorithm(body["hash"].get<std::string>());
   if (!hash) {
@@ -419,10 +438,11 @@ class SignRun {
   }
 
   std::string SignaturePath(const std::string& path) const {
+    const char* suffix = key_.batch() ? ".receipt" : ".sig";
     if (settings_.out_dir) {
-      return (*settings_.out_dir / std::filesystem::path(path).relative_path()).native() + ".sig";
+      return (*settings_.out_dir / std::filesystem::path(path).relative_path()).native() + suffix;
     }
-    return path + ".sig";
+    return path + suffix;
   }
 
   // Called from the hasher's callback (serialized): checks what needs no daemon, queues the rest.
@@ -436,8 +456,8 @@ class SignRun {
       Report({name, SignaturePath(name), std::nullopt, message});
       return;
     }
-    if (!given_.contains(name) && name.ends_with(".sig")) {
-      return;  // a signature found by -r: not an artifact to sign
+    if (!given_.contains(name) && (name.ends_with(".sig") || name.ends_with(".receipt"))) {
+      return;  // a signature or receipt found by -r: not an artifact to sign
     }
     Pending item{name, SignaturePath(name), outcome.digest->size(),
                  outcome.digest->digests.front().Hex()};
@@ -528,6 +548,10 @@ class SignRun {
       fail_all("signetd's answer does not list one signature per file sent");
       return;
     }
+    if (key_.batch()) {
+      WriteReceipts(batch, reply);
+      return;
+    }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const Pending& item = batch[i];
       const json& answered = reply["items"][i];
@@ -544,29 +568,123 @@ class SignRun {
         Report({item.path, item.signature_path, seq, "signature is not base64"});
         continue;
       }
-      Status written = OkStatus();
-      if (settings_.out_dir) {
-        std::error_code ec;
-        std::filesystem::create_directories(
-            std::filesystem::path(item.signature_path).parent_path(), ec);
-        if (ec) {
-          written = MakeError(ErrorCode::kIo,
-                              fmt::format("creating the directory of {}: {}",
-                                          DisplayName(item.signature_path), ec.message()));
-        }
-      }
-      if (written) {
-        // Signatures are public: 0666 less the umask, as any new file.
-        written = WriteAtomically(item.signature_path, *signature, 0666, settings_.force);
-      }
-      if (written) {
-        std::string dir = std::filesystem::path(item.signature_path).parent_path().string();
-        std::lock_guard lock(dirs_mu_);
-        written_dirs_.insert(dir.empty() ? "." : std::move(dir));
-      }
-      Report({item.path, item.signature_path, seq,
-              written ? std::nullopt : std::optional(written.error().message())});
+      WriteOutput(item, seq, *signature);
     }
+  }
+
+  // Format "batch": assembles each file's receipt from the answer and what this client hashed
+  // itself (the leaf), checks it as `signet verify` would (note signature, leaf, proof, file
+  // digest), and writes FILE.receipt. A receipt that does not check out is not written.
+  void WriteReceipts(const std::vector<Pending>& batch, const json& reply) {
+    const json& batches = reply.value("batches", json::array());
+    const std::string request_id = reply.value("request_id", std::string());
+    // Each batch's note is checked once (one ECDSA verification per batch, not per file).
+    std::map<std::string, Result<std::string>> checked;
+    formats::NoteCheck check = [&](std::string_view note) -> Result<std::string> {
+      auto it = checked.find(std::string(note));
+      if (it == checked.end()) {
+        it = checked.emplace(std::string(note), key_.receipt_key->check(note)).first;
+      }
+      return it->second;
+    };
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const Pending& item = batch[i];
+      auto receipt = AssembleReceipt(item, reply["items"][i], batches, request_id);
+      if (!receipt) {
+        Report({item.path, item.signature_path, std::nullopt,
+                "signetd's answer for this file is malformed: " + receipt.error().message()});
+        continue;
+      }
+      const formats::ReceiptVerdict verdict = formats::VerifyReceipt(
+          *receipt, item.size, receipt->leaf.digest, key_.receipt_key->fingerprint, check);
+      if (!verdict.ok()) {
+        Report({item.path, item.signature_path, receipt->seq,
+                fmt::format("signetd's receipt does not check out ({}): {}",
+                            formats::ReceiptFailureName(verdict.failure), verdict.message)});
+        continue;
+      }
+      auto text = formats::SerializeReceipt(*receipt);
+      if (!text) {
+        Report({item.path, item.signature_path, receipt->seq, text.error().message()});
+        continue;
+      }
+      WriteOutput(item, *receipt->seq, AsBytes(*text));
+    }
+  }
+
+  // `item`'s receipt from its answer line and the batches of the answer. Errors:
+  // kInvalidArgument naming what is missing or wrong.
+  Result<formats::Receipt> AssembleReceipt(const Pending& item, const json& answered,
+                                           const json& batches, const std::string& request_id) {
+    auto bad = [](const std::string& what) { return MakeError(ErrorCode::kInvalidArgument, what); };
+    if (!answered.is_object() || answered.value("name", std::string()) != item.path) {
+      return bad("not this file's line");
+    }
+    for (const char* field : {"batch", "leaf_index", "seq"}) {
+      if (!answered.contains(field) || !answered[field].is_number_unsigned()) {
+        return bad(std::string(field) + " missing");
+      }
+    }
+    const auto b = answered["batch"].get<std::size_t>();
+    if (!batches.is_array() || b >= batches.size() || !batches[b].is_object() ||
+        !batches[b].contains("note") || !batches[b]["note"].is_string() ||
+        !batches[b].contains("batch_id") || !batches[b]["batch_id"].is_string() ||
+        !batches[b].contains("tree_size") || !batches[b]["tree_size"].is_number_unsigned()) {
+      return bad("its batch is missing");
+    }
+    if (!answered.contains("inclusion_proof") || !answered["inclusion_proof"].is_array() ||
+        answered["inclusion_proof"].size() > formats::kMaxProofLength) {
+      return bad("inclusion_proof missing");
+    }
+    formats::Receipt receipt;
+    SIGNET_ASSIGN_OR_RETURN(receipt.leaf.digest, HexDecode(item.digest_hex));
+    receipt.leaf.name = item.path;
+    receipt.leaf.size = item.size;
+    receipt.leaf.digest_algorithm = std::string(pipeline::DigestAlgorithmName(key_.hash));
+    receipt.leaf.request_id = request_id;
+    SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, formats::BatchLeafHash(receipt.leaf));
+    receipt.leaf_index = answered["leaf_index"].get<std::uint64_t>();
+    receipt.tree_size = batches[b]["tree_size"].get<std::uint64_t>();
+    receipt.batch_id = batches[b]["batch_id"].get<std::string>();
+    for (const json& hash : answered["inclusion_proof"]) {
+      auto bytes = hash.is_string() ? Base64Decode(hash.get<std::string>()) : Result<Bytes>();
+      if (!hash.is_string() || !bytes || bytes->size() != 32) {
+        return bad("an inclusion proof hash is not base64 of 32 bytes");
+      }
+      pipeline::MerkleHash node{};
+      std::copy(bytes->begin(), bytes->end(), node.begin());
+      receipt.inclusion_proof.push_back(node);
+    }
+    receipt.note = batches[b]["note"].get<std::string>();
+    receipt.key_fingerprint = key_.receipt_key->fingerprint;
+    receipt.seq = answered["seq"].get<std::uint64_t>();
+    return receipt;
+  }
+
+  // Writes `bytes` to item.signature_path (creating --out-dir's directories) and reports the file.
+  void WriteOutput(const Pending& item, std::uint64_t seq, std::span<const std::uint8_t> bytes) {
+    Status written = OkStatus();
+    if (settings_.out_dir) {
+      std::error_code ec;
+      std::filesystem::create_directories(std::filesystem::path(item.signature_path).parent_path(),
+                                          ec);
+      if (ec) {
+        written =
+            MakeError(ErrorCode::kIo, fmt::format("creating the directory of {}: {}",
+                                                  DisplayName(item.signature_path), ec.message()));
+      }
+    }
+    if (written) {
+      // Signatures and receipts are public: 0666 less the umask, as any new file.
+      written = WriteAtomically(item.signature_path, bytes, 0666, settings_.force);
+    }
+    if (written) {
+      std::string dir = std::filesystem::path(item.signature_path).parent_path().string();
+      std::lock_guard lock(dirs_mu_);
+      written_dirs_.insert(dir.empty() ? "." : std::move(dir));
+    }
+    Report({item.path, item.signature_path, seq,
+            written ? std::nullopt : std::optional(written.error().message())});
   }
 
   void Report(const FileResult& result) {

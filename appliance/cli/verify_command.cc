@@ -1,5 +1,6 @@
 // `signet verify --key-file PUB.pem FILE...`: checks raw detached signatures (FILE.sig, the bytes
-// `openssl dgst -sha256 -sign key.pem -out FILE.sig FILE` writes) locally, without the daemon.
+// `openssl dgst -sha256 -sign key.pem -out FILE.sig FILE` writes), or, where there is no FILE.sig,
+// Merkle batch receipts (FILE.receipt, appliance/formats/BATCH.md), locally, without the daemon.
 // Files are hashed by the pipeline (streaming, in parallel); each signature is then checked over
 // the digest with EVP_PKEY_verify, so no file is ever loaded whole.
 #include <fcntl.h>
@@ -29,6 +30,8 @@
 #include "appliance/cli/internal/digest.h"
 #include "appliance/cli/internal/json_line.h"
 #include "appliance/cli/internal/ordered_run.h"
+#include "appliance/cli/internal/receipt.h"
+#include "appliance/formats/formats.h"
 
 namespace signet::cli {
 namespace {
@@ -51,6 +54,11 @@ DIR/FILE.sig, FILE's relative path mirrored under DIR), as
 PKCS#1 v1.5; RSA-PSS with --rsa-padding pss (salt length = hash length, MGF1 with the same hash).
 The hash defaults to sha256 (P-256, RSA) or sha384 (P-384). Raw Ed25519 signatures are not
 supported yet.
+
+Where FILE.sig does not exist but FILE.receipt does, the receipt is checked instead (batch keys,
+ECDSA P-256): the key's fingerprint, the note's signature, the leaf, the inclusion proof and the
+file's size and digest, in that order; a failure names the step: key unknown, signature wrong,
+note does not match the receipt, leaf altered, proof wrong, file changed.
 
 Prints "FILE: OK" or "FILE: FAILED (REASON)" per file in argument order, and a summary on stderr.
 
@@ -402,6 +410,77 @@ Verdict FileFailure(const std::string& name, const Error& error) {
   return Failed(error.code() == ErrorCode::kNotFound ? "not_found" : "unreadable", message);
 }
 
+// The digest of `algorithm` among those the hasher made for a file, or null.
+const pipeline::Digest* FindDigest(const pipeline::FileDigest& file,
+                                   pipeline::DigestAlgorithm algorithm) {
+  for (const pipeline::Digest& digest : file.digests) {
+    if (digest.algorithm() == algorithm) {
+      return &digest;
+    }
+  }
+  return nullptr;
+}
+
+// Reads and parses FILE.receipt, makes the receipt key from --key-file's bytes the first time, and
+// adds the receipt's digest algorithm to those the hasher computes. The error is the file's
+// verdict.
+tl::expected<formats::Receipt, Verdict> LoadReceipt(
+    const std::string& path, std::string_view key_bytes,
+    std::optional<Result<ReceiptKey>>& receipt_key,
+    std::vector<pipeline::DigestAlgorithm>& algorithms) {
+  if (!receipt_key) {
+    receipt_key = MakeReceiptKey(key_bytes);
+  }
+  if (!receipt_key->has_value()) {
+    return tl::unexpected(Failed("key_unknown",
+                                 "receipt: key unknown: the key file cannot check "
+                                 "batch receipts: " +
+                                     receipt_key->error().message()));
+  }
+  auto text = ReadSmallFile(path, formats::kMaxReceiptBytes);
+  if (!text) {
+    return tl::unexpected(
+        Failed("malformed_receipt", "malformed receipt: " + text.error().message()));
+  }
+  auto receipt = formats::ParseReceipt(*text);
+  if (!receipt) {
+    return tl::unexpected(Failed("malformed_receipt",
+                                 "malformed receipt " + path + ": " + receipt.error().message()));
+  }
+  auto algorithm = pipeline::ParseDigestAlgorithm(receipt->leaf.digest_algorithm);
+  if (!algorithm) {
+    return tl::unexpected(Failed("malformed_receipt", "malformed receipt " + path +
+                                                          ": unknown digest algorithm " +
+                                                          receipt->leaf.digest_algorithm));
+  }
+  if (std::find(algorithms.begin(), algorithms.end(), *algorithm) == algorithms.end()) {
+    algorithms.push_back(*algorithm);
+  }
+  return std::move(*receipt);
+}
+
+std::string SnakeCase(std::string_view name) {
+  std::string out(name);
+  std::replace(out.begin(), out.end(), ' ', '_');
+  return out;
+}
+
+Verdict CheckReceipt(const formats::Receipt& receipt, const pipeline::FileDigest& file,
+                     const ReceiptKey& key) {
+  const auto algorithm = pipeline::ParseDigestAlgorithm(receipt.leaf.digest_algorithm);
+  const pipeline::Digest* digest = algorithm ? FindDigest(file, *algorithm) : nullptr;
+  if (digest == nullptr) {
+    return Failed("internal", "the hasher returned no " + receipt.leaf.digest_algorithm);
+  }
+  const formats::ReceiptVerdict verdict =
+      formats::VerifyReceipt(receipt, file.size(), digest->bytes(), key.fingerprint, key.check);
+  if (!verdict.ok()) {
+    const std::string_view name = formats::ReceiptFailureName(verdict.failure);
+    return Failed(SnakeCase(name), "receipt: " + std::string(name) + ": " + verdict.message);
+  }
+  return Verdict{true, "", "", *digest};
+}
+
 int VerifyCommand::Run(Console& console) {
   auto settings = Validate();
   if (!settings) {
@@ -436,6 +515,9 @@ int VerifyCommand::Run(Console& console) {
   const std::size_t count = settings->files.size();
   std::vector<std::optional<Verdict>> verdicts(count);
   std::vector<std::string> signatures(count);
+  std::vector<std::optional<formats::Receipt>> receipts(count);
+  std::optional<Result<ReceiptKey>> receipt_key;  // made when the first receipt is met
+  std::vector<pipeline::DigestAlgorithm> algorithms = {algorithm};
   std::vector<std::filesystem::path> to_hash;
   std::vector<std::size_t> index_of;  // to_hash[i] is FILE number index_of[i]
   for (std::size_t i = 0; i < count; ++i) {
@@ -451,10 +533,25 @@ int VerifyCommand::Run(Console& console) {
     }
     const std::string& sig_path = settings->signature_paths[i];
     auto signature = ReadSmallFile(sig_path, kMaxSignatureBytes);
+    const std::string receipt_path = sig_path.substr(0, sig_path.size() - 4) + ".receipt";
+    struct stat receipt_st {};
+    if (!signature && signature.error().code() == ErrorCode::kNotFound &&
+        ::stat(receipt_path.c_str(), &receipt_st) == 0) {
+      auto verdict = LoadReceipt(receipt_path, key_bytes->data(), receipt_key, algorithms);
+      if (!verdict) {
+        verdicts[i] = std::move(verdict).error();
+        continue;
+      }
+      receipts[i] = std::move(*verdict);
+      to_hash.push_back(settings->files[i]);
+      index_of.push_back(i);
+      continue;
+    }
     if (!signature) {
       const Error& error = signature.error();
       if (error.code() == ErrorCode::kNotFound) {
-        verdicts[i] = Failed("no_signature", fmt::format("no signature: {} missing", sig_path));
+        verdicts[i] = Failed("no_signature", fmt::format("no signature: neither {} nor {} exists",
+                                                         sig_path, receipt_path));
       } else if (error.code() == ErrorCode::kInvalidArgument) {
         verdicts[i] = Failed("malformed_signature", "malformed signature: " + error.message());
       } else {
@@ -482,7 +579,7 @@ int VerifyCommand::Run(Console& console) {
 
   if (!to_hash.empty()) {
     pipeline::HashOptions options;
-    options.algorithms = {algorithm};
+    options.algorithms = algorithms;
     options.follow_symlinks = true;  // a link to a release is verified as the release
     auto hasher = MakeHasher(options);
     if (!hasher) {
@@ -496,12 +593,16 @@ int VerifyCommand::Run(Console& console) {
       const std::string& name = settings->files[i].native();
       if (!outcome.digest) {
         verdicts[i] = FileFailure(name, outcome.digest.error());
-      } else if (outcome.digest->digests.size() != 1) {
-        verdicts[i] = Failed("internal", "the hasher returned no digest");
+      } else if (receipts[i]) {
+        verdicts[i] = CheckReceipt(*receipts[i], *outcome.digest, receipt_key->value());
       } else {
-        auto verdict =
-            VerifyDigest(*key, settings->pss, outcome.digest->digests.front(), signatures[i]);
-        verdicts[i] = verdict ? std::move(*verdict) : Failed("crypto", verdict.error().message());
+        const pipeline::Digest* digest = FindDigest(*outcome.digest, algorithm);
+        if (digest == nullptr) {
+          verdicts[i] = Failed("internal", "the hasher returned no digest");
+        } else {
+          auto verdict = VerifyDigest(*key, settings->pss, *digest, signatures[i]);
+          verdicts[i] = verdict ? std::move(*verdict) : Failed("crypto", verdict.error().message());
+        }
       }
       print_ready();
     });

@@ -250,10 +250,11 @@ Status ParseKey(const toml::table& table, std::string prefix, const std::filesys
                       "\" is not one of ecdsa-p256, ecdsa-p384, rsa-3072, rsa-4096, ed25519");
   }
   SIGNET_RETURN_IF_ERROR(r.String("format", key.format, true));
-  static const std::set<std::string> kFormats = {"raw", "checkpoint"};
+  static const std::set<std::string> kFormats = {"raw", "batch", "checkpoint"};
   if (!kFormats.contains(key.format)) {
-    return r.Fail(table.get("format"), "format",
-                  "\"" + key.format + "\" is not a format this signetd has (raw, checkpoint)");
+    return r.Fail(
+        table.get("format"), "format",
+        "\"" + key.format + "\" is not a format this signetd has (raw, batch, checkpoint)");
   }
   SIGNET_RETURN_IF_ERROR(r.String("hash", key.hash));
   if (key.hash != "sha256" && key.hash != "sha384" && key.hash != "sha512") {
@@ -464,6 +465,7 @@ Result<Config> ParseConfig(std::string_view toml_text, const std::filesystem::pa
     SIGNET_RETURN_IF_ERROR(r.Size("max_header_bytes", l.max_header_bytes));
     SIGNET_RETURN_IF_ERROR(
         r.Number("max_items_per_request", l.max_items_per_request, 1, 1'000'000));
+    SIGNET_RETURN_IF_ERROR(r.Number("max_batch_leaves", l.max_batch_leaves, 1, 1u << 24));
     SIGNET_RETURN_IF_ERROR(r.Number("max_connections", l.max_connections, 1, 100'000));
     SIGNET_RETURN_IF_ERROR(r.Millis("idle_timeout_ms", l.idle_timeout));
     SIGNET_RETURN_IF_ERROR(r.Millis("request_timeout_ms", l.request_timeout));

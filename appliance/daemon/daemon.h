@@ -48,7 +48,7 @@ struct KeyConfig {
   std::string hsm;              // an [[hsm]] name
   std::string label;            // CKA_LABEL in the token (default: name)
   std::string algorithm;        // "ecdsa-p256", "ecdsa-p384", "rsa-3072", "rsa-4096", "ed25519"
-  std::string format;           // "raw", "checkpoint" (the audit key), ...
+  std::string format;           // "raw", "batch" (Merkle batch receipts), "checkpoint" (audit)
   std::string hash = "sha256";  // digest the signature covers: sha256, sha384, sha512
   std::string rsa_padding = "pkcs1";  // "pkcs1" or "pss" (RSA keys only)
 };
@@ -81,6 +81,7 @@ struct LimitsConfig {
   std::size_t max_body_bytes = std::size_t{16} << 20;
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_items_per_request = 10000;
+  std::size_t max_batch_leaves = 65536;  // batch keys: leaves per signed batch
   std::size_t max_connections = 256;
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds request_timeout{300000};
@@ -151,12 +152,12 @@ struct DevState {
 
 // The --dev embedded default under `dir` (made absolute, created 0700). On first start: a SoftHSM
 // configuration and token "signet-dev" (random PINs in DIR/pin and DIR/so-pin, 0600), keys
-// "default" (raw) and "audit" (checkpoint), a policy letting the invoking user sign with every raw
-// key, the audit key's public half in DIR/audit.pub.pem (0644, for `signet audit verify`), and
-// DIR/signetd.toml describing it all. Later starts reuse DIR/signetd.toml (and write
-// DIR/audit.pub.pem if a state made by an older signetd lacks it). Either way sets
-// SOFTHSM2_CONF to DIR/softhsm2.conf for this process. Errors: kIo, kHsm, kInvalidArgument (a
-// half-made state dir, naming what to remove).
+// "default" (raw), "batch" (Merkle batch receipts) and "audit" (checkpoint), a policy letting the
+// invoking user sign with "default" and "batch", the audit key's public half in DIR/audit.pub.pem
+// (0644, for `signet audit verify`), and DIR/signetd.toml describing it all. Later starts reuse
+// DIR/signetd.toml (and write DIR/audit.pub.pem if a state made by an older signetd lacks it).
+// Either way sets SOFTHSM2_CONF to DIR/softhsm2.conf for this process. Errors: kIo, kHsm,
+// kInvalidArgument (a half-made state dir, naming what to remove).
 [[nodiscard]] Result<DevState> PrepareDevState(const std::filesystem::path& dir);
 
 // Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in threads it starts later), and

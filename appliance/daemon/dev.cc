@@ -180,7 +180,7 @@ Status CreateDevState(const std::filesystem::path& dir) {
     token_config.pin_file = dir / "pin";
     token_config.sessions = 1;
     SIGNET_ASSIGN_OR_RETURN(auto token, hsm::Token::Open(token_config));
-    for (const char* label : {"default", "audit"}) {
+    for (const char* label : {"default", "batch", "audit"}) {
       auto key = token->GenerateKey(label, hsm::KeyType::kEcdsaP256);
       if (!key) {
         return MakeError(std::move(key).error().WithContext(std::string("generate key ") + label));
@@ -198,8 +198,8 @@ Status CreateDevState(const std::filesystem::path& dir) {
       "# signetd --dev: who may sign with which key. Reload with: kill -HUP <signetd pid>\n"
       "[[rule]]\n"
       "name = \"dev-user\"\n"
-      "description = \"the user who started signetd --dev signs with every raw key\"\n"
-      "keys = [\"default\"]\n"
+      "description = \"the user who started signetd --dev signs with every key\"\n"
+      "keys = [\"default\", \"batch\"]\n"
       "principals = [" +
           Quote(principal) + "]\n",
       0600));
@@ -231,6 +231,13 @@ Status CreateDevState(const std::filesystem::path& dir) {
       "hsm = \"dev\"\n"
       "algorithm = \"ecdsa-p256\"\n"
       "format = \"raw\"\n"
+      "\n"
+      "# Merkle batch signing: one HSM signature per batch, a FILE.receipt per artifact.\n"
+      "[[key]]\n"
+      "name = \"batch\"\n"
+      "hsm = \"dev\"\n"
+      "algorithm = \"ecdsa-p256\"\n"
+      "format = \"batch\"\n"
       "\n"
       "[[key]]\n"
       "name = \"audit\"\n"

@@ -10,17 +10,24 @@
 #include <set>
 #include <utility>
 
+#include "appliance/formats/formats.h"
+#include "appliance/service/internal/call.h"
 #include "appliance/service/internal/crypto.h"
 #include "appliance/service/internal/request.h"
 
 namespace signet::service {
 namespace {
 
+using internal::AuditUnavailable;
+using internal::BaseRecord;
+using internal::DenyAfterAudit;
+using internal::Encode;
+using internal::FailHsm;
+using internal::JsonResponse;
+using internal::KeyEntry;
+using internal::SignCall;
+using internal::State;
 using nlohmann::json;
-
-struct KeyEntry {
-  ServiceKey key;
-};
 
 bool ValidKeyName(std::string_view name) {
   if (name.empty() || name.size() > 128) {
@@ -44,6 +51,10 @@ bool SchemeFits(hsm::KeyType type, hsm::Scheme scheme) {
   }
   return false;
 }
+
+}  // namespace
+
+namespace internal {
 
 net::Response JsonResponse(int status, const json& body) {
   net::Response response;
@@ -69,6 +80,10 @@ net::Response AuditUnavailable(const Error& error) {
       503, "audit_unavailable",
       "the audit log cannot record this request, so nothing was signed: " + error.message());
 }
+
+}  // namespace internal
+
+namespace {
 
 std::string MediaType(const net::Request& request) {
   const auto header = request.Header("content-type");
@@ -97,40 +112,7 @@ json KeyJson(const KeyEntry& entry) {
 
 }  // namespace
 
-struct SignService::State {
-  ServiceOptions options;
-  std::map<std::string, KeyEntry, std::less<>> keys;
-  audit::Log& log;
-  policy::RateLimiter limiter;
-  mutable std::mutex policy_mu;
-  std::shared_ptr<const policy::Policy> policy;
-
-  State(ServiceOptions o, audit::Log& l)
-      : options(std::move(o)), log(l), limiter(options.max_rate_counters) {}
-
-  std::shared_ptr<const policy::Policy> CurrentPolicy() const {
-    std::lock_guard lock(policy_mu);
-    return policy;
-  }
-};
-
-namespace {
-
-using State = SignService::State;
-
-// One POST /v1/sign in flight. Shared by the callbacks that carry it along.
-struct SignCall {
-  std::shared_ptr<State> state;
-  const KeyEntry* key = nullptr;  // null when the key is unknown
-  std::shared_ptr<const policy::Policy> policy;
-  net::Peer peer;
-  std::string request_id;
-  internal::SignBody envelope;
-  std::vector<internal::SignItem> items;
-  bool cbor = false;
-  policy::Verdict verdict;
-  net::Responder respond;
-};
+namespace internal {
 
 // The fields every record of `call` shares.
 audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
@@ -164,6 +146,10 @@ audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
   return r;
 }
 
+}  // namespace internal
+
+namespace {
+
 policy::Principal PrincipalOf(const net::Peer& peer) {
   policy::Principal p;
   if (peer.kind == net::Peer::Kind::kUnix) {
@@ -177,8 +163,10 @@ policy::Principal PrincipalOf(const net::Peer& peer) {
   return p;
 }
 
-// Writes one `deny` record for `call` and sends `answer` once it is durable (503 if it cannot
-// be written).
+}  // namespace
+
+namespace internal {
+
 void DenyAfterAudit(const std::shared_ptr<SignCall>& call, std::string decision, std::string rule,
                     std::string detail, net::Response answer) {
   audit::Record r = BaseRecord(*call, audit::RecordKind::kDeny);
@@ -216,6 +204,10 @@ void FailHsm(const std::shared_ptr<SignCall>& call, const Error& error) {
                  net::JsonError(503, "hsm_unavailable",
                                 "the HSM could not sign this request: " + error.message()));
 }
+
+}  // namespace internal
+
+namespace {
 
 // HSM worker thread: check the signatures, record them, answer after the commit.
 void OnSigned(const std::shared_ptr<SignCall>& call, Result<hsm::Signatures> signed_result) {
@@ -324,6 +316,17 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
     return;
   }
   call->items = std::move(*items);
+  if (call->key->key.format == "batch") {
+    // The size is part of a batch leaf: a receipt binds it.
+    for (std::size_t i = 0; i < call->items.size(); ++i) {
+      if (!call->items[i].size) {
+        call->respond(
+            net::JsonError(400, "malformed",
+                           "items[" + std::to_string(i) + "].size is required with a batch key"));
+        return;
+      }
+    }
+  }
 
   policy::SignRequest sign_request{.principal = PrincipalOf(call->peer),
                                    .key = call->envelope.key,
@@ -360,6 +363,10 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
     return;
   }
 
+  if (call->key->key.format == "batch") {
+    internal::SignBatches(call);
+    return;
+  }
   const std::string hash_name(hsm::HashName(call->key->key.spec.hash));
   std::vector<Bytes> digests;
   digests.reserve(call->items.size());
@@ -456,6 +463,9 @@ Result<std::unique_ptr<SignService>> SignService::Create(
   if (options.max_items_per_request == 0) {
     return MakeError(ErrorCode::kInvalidArgument, "max_items_per_request must be at least 1");
   }
+  if (options.max_batch_leaves == 0 || options.max_batch_leaves > (1u << 24)) {
+    return MakeError(ErrorCode::kInvalidArgument, "max_batch_leaves must be 1 to 16777216");
+  }
   auto state = std::make_shared<State>(std::move(options), log);
   state->policy = std::move(policy);
   for (ServiceKey& key : keys) {
@@ -467,18 +477,35 @@ Result<std::unique_ptr<SignService>> SignService::Create(
     if (key.token == nullptr) {
       return MakeError(ErrorCode::kInvalidArgument, at + "no token");
     }
-    if (key.format != "raw") {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       at + "format \"" + key.format + "\" is not supported (only \"raw\")");
-    }
-    if (!SchemeFits(key.key.type, key.spec.scheme)) {
+    KeyEntry entry;
+    if (key.format == "batch") {
+      // Batch statements are C2SP notes of type 0x02: ECDSA P-256 over SHA-256.
+      if (key.key.type != hsm::KeyType::kEcdsaP256 || key.spec.scheme != hsm::Scheme::kEcdsa ||
+          key.spec.hash != hsm::Hash::kSha256) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         at + "a batch key must be ecdsa-p256 (signing SHA-256), not " +
+                             std::string(hsm::KeyTypeName(key.key.type)));
+      }
+      entry.origin = formats::BatchOrigin(
+          state->options.host_id.empty() ? "signet" : state->options.host_id, key.name);
+      auto verifier = audit::MakeNoteVerifier(entry.origin, key.key.public_key.spki_der);
+      if (!verifier) {
+        return MakeError(verifier.error().WithContext(at.substr(0, at.size() - 2)));
+      }
+      entry.note_verifier = std::move(*verifier);
+    } else if (key.format != "raw") {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          at + "format \"" + key.format + "\" is not supported (\"raw\" or \"batch\")");
+    } else if (!SchemeFits(key.key.type, key.spec.scheme)) {
       return MakeError(ErrorCode::kInvalidArgument,
                        at + "a " + std::string(hsm::KeyTypeName(key.key.type)) +
                            " key cannot sign raw digests with scheme " +
                            std::string(hsm::SchemeName(key.spec.scheme)));
     }
     std::string name = key.name;
-    if (!state->keys.emplace(name, KeyEntry{std::move(key)}).second) {
+    entry.key = std::move(key);
+    if (!state->keys.emplace(name, std::move(entry)).second) {
       return MakeError(ErrorCode::kInvalidArgument, at + "named twice");
     }
   }

@@ -60,7 +60,9 @@ struct ServiceKey {
   hsm::Token* token = nullptr;  // the token that holds it
   hsm::KeyHandle key;           // from Token::FindKey or GenerateKey
   hsm::SignSpec spec;           // scheme and hash; must fit the key type
-  std::string format = "raw";   // only "raw" today
+  // "raw" (ECDSA, RSA PKCS#1 v1.5 or PSS over the digest) or "batch" (an ECDSA P-256 key
+  // signing Merkle batch statements as C2SP notes; appliance/formats/BATCH.md).
+  std::string format = "raw";
 };
 
 struct ServiceOptions {
@@ -69,6 +71,8 @@ struct ServiceOptions {
   std::size_t max_items_per_request = 10000;
   // Distinct (rule, principal) rate counters kept (policy::RateLimiter's max_tracked).
   std::size_t max_rate_counters = policy::RateLimiter::kDefaultMaxTracked;
+  // Batch keys: leaves per signed batch; a larger request is split into several batches.
+  std::size_t max_batch_leaves = 65536;
 };
 
 // SignService answers the sign API. Thread-safe; see the caveats above.

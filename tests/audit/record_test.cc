@@ -45,6 +45,19 @@ Json Reference(const Record& r) {
     artifact["size"] = *r.artifact_size;
   }
   put_object(j, "artifact", artifact);
+  if (r.batch) {
+    Json batch = Json::object();
+    put(batch, "id", r.batch->id);
+    if (r.batch->leaf_index) {
+      batch["leaf_index"] = *r.batch->leaf_index;
+    }
+    put(batch, "note", r.batch->note);
+    put(batch, "root", r.batch->root);
+    if (r.batch->tree_size) {
+      batch["tree_size"] = *r.batch->tree_size;
+    }
+    put_object(j, "batch", batch);
+  }
   put(j, "decision", r.decision);
   put(j, "detail", r.detail);
   put(j, "format", r.format);
@@ -115,6 +128,7 @@ class RandomRecords {
                                                      "\xe2\x82\xac",
                                                      "\xf0\x9f\x98\x80",
                                                      "\xf4\x8f\xbf\xbf",
+                                                     "\xe2\x80\x94",  // — (signed notes)
                                                      "\xef\xbf\xbf",
                                                      "<&'>",
                                                      std::string(1, '\0')};
@@ -128,9 +142,33 @@ class RandomRecords {
     return s;
   }
 
+  // A batch reference as a sign record (id, leaf index) or a batch record (id, tree size, root,
+  // note) carries it, or a random mix; the id is never empty (the serializer refuses that).
+  BatchRef Batch() {
+    BatchRef b;
+    b.id = String();
+    if (b.id.empty()) {
+      b.id = "0123456789abcdef0123456789abcdef";
+    }
+    if (Chance(2)) {
+      b.leaf_index = Chance(4) ? std::numeric_limits<std::uint64_t>::max() : rng_();
+    }
+    if (Chance(2)) {
+      b.tree_size = Chance(4) ? std::uint64_t{0} : rng_();
+    }
+    b.root = String();
+    if (Chance(2)) {
+      // A signed note's shape: lines ending in "\n", an empty line, "— name signature".
+      b.note = String() + "\n" + String() + "\n" + String() + "\n\n\xe2\x80\x94 " + String() + "\n";
+    } else {
+      b.note = String();
+    }
+    return b;
+  }
+
   Record Next() {
     Record r;
-    r.kind = static_cast<RecordKind>(Int(0, 7));
+    r.kind = static_cast<RecordKind>(Int(0, 8));
     r.seq = Chance(4) ? std::numeric_limits<std::uint64_t>::max() : rng_();
     r.time_us = static_cast<std::int64_t>(rng_());  // negative half the time
     r.host_id = String();
@@ -164,6 +202,9 @@ class RandomRecords {
       r.digests[String()] = String();
     }
     r.signature_sha256 = String();
+    if (Chance(2)) {
+      r.batch = Batch();
+    }
     r.decision = String();
     r.policy_rule = String();
     r.policy_version = String();
@@ -206,15 +247,66 @@ Record FixedRecord() {
   return r;
 }
 
+constexpr char kBatchId[] = "5f0c2b7e9a1d4c3b8e6f0a2d4b6c8e1f";
+constexpr char kBatchRoot[] = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+// A C2SP signed note of a batch statement (formats/BATCH.md): newlines and the em dash U+2014.
+constexpr char kBatchNote[] =
+    "signer-1/signet-batch/release-batch\n3\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+    "signet-batch 5f0c2b7e9a1d4c3b8e6f0a2d4b6c8e1f 1717200000\n"
+    "\n"
+    "\xe2\x80\x94 signer-1/signet-batch/release-batch q1w2MEUCIQ==\n";
+
+// The `sign` record of the artifact at leaf 2 of a batch.
+Record BatchSignRecord() {
+  Record r;
+  r.kind = RecordKind::kSign;
+  r.seq = 7;
+  r.time_us = 1717200000000001;
+  r.request_id = "0011";
+  r.key_name = "release-batch";
+  r.format = "batch";
+  r.artifact_name = "a.tar";
+  r.digests = {{"sha256", "00ff"}};
+  r.batch.emplace();
+  r.batch->id = kBatchId;
+  r.batch->leaf_index = 2;
+  return r;
+}
+
+// The `batch` record of that batch.
+Record BatchRecord() {
+  Record r;
+  r.kind = RecordKind::kBatch;
+  r.seq = 8;
+  r.time_us = 1717200000000002;
+  r.request_id = "0011";
+  r.key_name = "release-batch";
+  r.format = "batch";
+  r.signature_sha256 = "cafe";
+  r.batch.emplace();
+  r.batch->id = kBatchId;
+  r.batch->tree_size = 3;
+  r.batch->root = kBatchRoot;
+  r.batch->note = kBatchNote;
+  return r;
+}
+
 TEST(RecordTest, KindNamesRoundTrip) {
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i <= static_cast<int>(RecordKind::kBatch); ++i) {
     const auto kind = static_cast<RecordKind>(i);
     auto parsed = ParseRecordKind(RecordKindName(kind));
     ASSERT_TRUE(parsed.has_value()) << RecordKindName(kind);
     EXPECT_EQ(*parsed, kind);
   }
   EXPECT_EQ(RecordKindName(RecordKind::kApproval), "approval");
+  EXPECT_EQ(RecordKindName(RecordKind::kBatch), "batch");
+  EXPECT_EQ(ParseRecordKind("batch").value(), RecordKind::kBatch);
+  // The stored kinds keep their numbers: kBatch was added at the end.
+  EXPECT_EQ(static_cast<int>(RecordKind::kShutdown), 7);
+  EXPECT_EQ(static_cast<int>(RecordKind::kBatch), 8);
+  EXPECT_EQ(RecordKindName(static_cast<RecordKind>(9)), "unknown");
   EXPECT_FALSE(ParseRecordKind("Sign").has_value());
+  EXPECT_FALSE(ParseRecordKind("batches").has_value());
 }
 
 TEST(RecordTest, FixedRecordHasExactBytes) {
@@ -243,10 +335,133 @@ TEST(RecordTest, MinimalRecordHasOnlyRequiredFields) {
   EXPECT_EQ(*bytes, "{\"kind\":\"startup\",\"seq\":0,\"time_us\":0,\"v\":1}");
 }
 
+TEST(RecordTest, BatchRecordsHaveExactBytesAndRoundTrip) {
+  const std::string sign =
+      "{\"artifact\":{\"digests\":{\"sha256\":\"00ff\"},\"name\":\"a.tar\"},"
+      "\"batch\":{\"id\":\"5f0c2b7e9a1d4c3b8e6f0a2d4b6c8e1f\",\"leaf_index\":2},"
+      "\"format\":\"batch\",\"key\":{\"name\":\"release-batch\"},\"kind\":\"sign\","
+      "\"request\":{\"id\":\"0011\"},\"seq\":7,\"time_us\":1717200000000001,\"v\":1}";
+  const std::string batch =
+      "{\"batch\":{\"id\":\"5f0c2b7e9a1d4c3b8e6f0a2d4b6c8e1f\","
+      "\"note\":\"signer-1/signet-batch/release-batch\\n3\\n"
+      "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\\n"
+      "signet-batch 5f0c2b7e9a1d4c3b8e6f0a2d4b6c8e1f 1717200000\\n\\n"
+      "\xe2\x80\x94 signer-1/signet-batch/release-batch q1w2MEUCIQ==\\n\","
+      "\"root\":\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\",\"tree_size\":3},"
+      "\"format\":\"batch\",\"key\":{\"name\":\"release-batch\"},\"kind\":\"batch\","
+      "\"request\":{\"id\":\"0011\"},\"seq\":8,\"signature_sha256\":\"cafe\","
+      "\"time_us\":1717200000000002,\"v\":1}";
+  for (const auto& [record, expected] : std::vector<std::pair<Record, std::string>>{
+           {BatchSignRecord(), sign}, {BatchRecord(), batch}}) {
+    auto bytes = SerializeRecord(record);
+    ASSERT_TRUE(bytes.has_value()) << bytes.error();
+    EXPECT_EQ(*bytes, expected);
+    EXPECT_EQ(*bytes, Reference(record).dump());
+    auto parsed = ParseRecord(*bytes);
+    ASSERT_TRUE(parsed.has_value()) << parsed.error();
+    EXPECT_EQ(*parsed, record);
+    ASSERT_TRUE(parsed->batch.has_value());
+  }
+  // Extremes of the integers.
+  Record r = BatchRecord();
+  r.batch->leaf_index = 0;
+  r.batch->tree_size = std::numeric_limits<std::uint64_t>::max();
+  auto bytes = SerializeRecord(r);
+  ASSERT_TRUE(bytes.has_value()) << bytes.error();
+  EXPECT_THAT(*bytes, HasSubstr("\"leaf_index\":0,"));
+  EXPECT_THAT(*bytes, HasSubstr("\"tree_size\":18446744073709551615}"));
+  EXPECT_EQ(ParseRecord(*bytes).value(), r);
+  // A record without a batch reference parses to one without (not to an empty reference).
+  EXPECT_FALSE(ParseRecord(*SerializeRecord(FixedRecord())).value().batch.has_value());
+}
+
+TEST(RecordTest, BatchWithoutIdIsRefused) {
+  for (Record r : {BatchSignRecord(), BatchRecord()}) {
+    r.batch->id.clear();
+    auto bytes = SerializeRecord(r);
+    ASSERT_FALSE(bytes.has_value());
+    EXPECT_EQ(bytes.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_THAT(bytes.error().message(), HasSubstr("batch.id"));
+    EXPECT_FALSE(internal::PrepareRecord(r).has_value());
+  }
+  Record r;
+  r.batch.emplace();
+  auto bytes = SerializeRecord(r);
+  ASSERT_FALSE(bytes.has_value());
+  EXPECT_THAT(bytes.error().message(), HasSubstr("batch.id"));
+}
+
+TEST(RecordTest, ParseRefusesBatchObjectsThatAreNotCanonicalOrWellTyped) {
+  const std::string sign = *SerializeRecord(BatchSignRecord());
+  const std::string batch = *SerializeRecord(BatchRecord());
+  const auto edited = [](std::string bytes, const std::string& from, const std::string& to) {
+    const std::size_t at = bytes.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return bytes.replace(at, from.size(), to);
+  };
+  const std::string id = "\"id\":\"5f0c2b7e9a1d4c3b8e6f0a2d4b6c8e1f\"";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      // Re-ordered and spaced batch objects.
+      {edited(sign, id + ",\"leaf_index\":2", "\"leaf_index\":2," + id), "canonical form"},
+      {edited(sign, id + ",\"leaf_index\":2", id + ", \"leaf_index\":2"), "canonical form"},
+      {edited(sign, "\"batch\":{", "\"batch\": {"), "canonical form"},
+      {edited(batch, "\"tree_size\":3}", "\"tree_size\":3 }"), "canonical form"},
+      {edited(batch, ",\"root\":\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\",\"tree_size\":3",
+              ",\"tree_size\":3,\"root\":\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\""),
+       "canonical form"},
+      // "batch" moved out of its sorted place (after "format").
+      {edited(edited(sign, "\"batch\":{" + id + ",\"leaf_index\":2},", ""),
+              "\"kind\":", "\"batch\":{" + id + ",\"leaf_index\":2},\"kind\":"),
+       "canonical form"},
+      // The note's escapes: "\n" spelled \u000a, the em dash \u2014-escaped, "/" escaped.
+      {edited(batch, "batch\\n3", "batch\\u000a3"), "canonical form"},
+      {edited(batch, "\xe2\x80\x94", "\\u2014"), "canonical form"},
+      {edited(batch, "signer-1/signet", "signer-1\\/signet"), "canonical form"},
+      // Empty values the serializer leaves out, and id-less references.
+      {edited(batch, "\"root\":\"47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\"", "\"root\":\"\""),
+       "canonical form"},
+      {edited(sign, id + ",\"leaf_index\":2", ""), "batch.id"},
+      {edited(sign, id + ",", ""), "batch.id"},
+      {edited(sign, "\"5f0c2b7e9a1d4c3b8e6f0a2d4b6c8e1f\"", "\"\""), "batch.id"},
+      // Unknown keys inside "batch".
+      {edited(sign, "\"leaf_index\":2}", "\"leaf_index\":2,\"size\":3}"),
+       "unknown record field \"batch.size\""},
+      {edited(sign, "\"batch\":{", "\"batch\":{\"Id\":\"x\","),
+       "unknown record field \"batch.Id\""},
+      // Types.
+      {edited(sign, "\"batch\":{" + id + ",\"leaf_index\":2}", "\"batch\":\"x\""),
+       "record field batch: expected an object"},
+      {edited(sign, "\"batch\":{" + id + ",\"leaf_index\":2}", "\"batch\":[]"),
+       "record field batch: expected an object"},
+      {edited(sign, id, "\"id\":7"), "record field batch.id: expected a string"},
+      {edited(sign, "\"leaf_index\":2", "\"leaf_index\":-2"), "record field batch.leaf_index"},
+      {edited(sign, "\"leaf_index\":2", "\"leaf_index\":\"2\""), "record field batch.leaf_index"},
+      {edited(sign, "\"leaf_index\":2", "\"leaf_index\":2.0"), "record field batch.leaf_index"},
+      {edited(batch, "\"tree_size\":3", "\"tree_size\":null"), "record field batch.tree_size"},
+      {edited(batch, "\"tree_size\":3", "\"tree_size\":18446744073709551616"),
+       "record field batch.tree_size"},
+      {edited(batch, "\"root\":\"47DEQ", "\"root\":[\"47DEQ"), "not JSON"},
+      {edited(batch, "\"note\":\"signer-1", "\"note\":{\"a\":\"signer-1"), "not JSON"},
+  };
+  for (const auto& [bytes, message] : cases) {
+    auto parsed = ParseRecord(bytes);
+    ASSERT_FALSE(parsed.has_value()) << bytes;
+    EXPECT_EQ(parsed.error().code(), ErrorCode::kInvalidArgument) << bytes;
+    EXPECT_THAT(parsed.error().message(), HasSubstr(message)) << bytes;
+  }
+}
+
 TEST(RecordTest, RandomRecordsMatchNlohmannAndRoundTrip) {
   RandomRecords random(20240601);
+  int batch_kinds = 0;
+  int batch_notes = 0;  // batch refs whose note holds "\n" and the em dash
   for (int i = 0; i < 2000; ++i) {
     const Record record = random.Next();
+    batch_kinds += record.kind == RecordKind::kBatch ? 1 : 0;
+    batch_notes += record.batch && record.batch->note.find('\n') != std::string::npos &&
+                           record.batch->note.find("\xe2\x80\x94") != std::string::npos
+                       ? 1
+                       : 0;
     auto bytes = SerializeRecord(record);
     ASSERT_TRUE(bytes.has_value()) << bytes.error();
     ASSERT_EQ(*bytes, Reference(record).dump()) << "record " << i;
@@ -261,6 +476,8 @@ TEST(RecordTest, RandomRecordsMatchNlohmannAndRoundTrip) {
     ASSERT_TRUE(parsed.has_value()) << parsed.error() << "\n" << *bytes;
     ASSERT_EQ(*parsed, record) << *bytes;
   }
+  EXPECT_GT(batch_kinds, 100);
+  EXPECT_GT(batch_notes, 200);
 }
 
 TEST(RecordTest, FinishSplicesSeqAndTimeIntoPrepared) {
@@ -325,6 +542,17 @@ TEST(RecordTest, InvalidUtf8IsRefusedNamingTheField) {
          r.digests = {{"sha256", s}};
        }},
       {"signature_sha256", [](Record& r, const std::string& s) { r.signature_sha256 = s; }},
+      {"batch.id", [](Record& r, const std::string& s) { r.batch.emplace().id = s; }},
+      {"batch.note",
+       [](Record& r, const std::string& s) {
+         r.batch.emplace().id = "ab";
+         r.batch->note = s;
+       }},
+      {"batch.root",
+       [](Record& r, const std::string& s) {
+         r.batch.emplace().id = "ab";
+         r.batch->root = s;
+       }},
       {"detail", [](Record& r, const std::string& s) { r.detail = s; }},
   };
   for (const auto& [field, set] : fields) {

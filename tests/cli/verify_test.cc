@@ -139,7 +139,7 @@ TEST_F(VerifyTest, EachFailureNamedAndTheOthersCarryOn) {
             "good: OK\n"
             "changed: FAILED (signature does not match)\n"
             "badsig: FAILED (signature does not match)\n"
-            "nosig: FAILED (no signature: nosig.sig missing)\n"
+            "nosig: FAILED (no signature: neither nosig.sig nor nosig.receipt exists)\n"
             "garbage: FAILED (malformed signature: not a DER ECDSA signature (24 bytes))\n"
             "nothere: FAILED (No such file or directory)\n"
             "good2: OK\n");
@@ -198,9 +198,9 @@ TEST_F(VerifyTest, SigDirMirrorsRelativePaths) {
   // Not next to the file: without --sig-dir it is missing.
   r = Verify(pub, {"top"});
   EXPECT_EQ(r.exit_code, 1) << r;
-  EXPECT_EQ(r.out, "top: FAILED (no signature: top.sig missing)\n");
+  EXPECT_EQ(r.out, "top: FAILED (no signature: neither top.sig nor top.receipt exists)\n");
   r = Verify(pub, {"--sig-dir", "elsewhere", "top"});
-  EXPECT_EQ(r.out, "top: FAILED (no signature: elsewhere/top.sig missing)\n");
+  EXPECT_EQ(r.out, "top: FAILED (no signature: neither elsewhere/top.sig nor elsewhere/top.receipt exists)\n");
 
   r = Verify(pub, {"--sig-dir", "sigs", (dir() / "top").string()});
   EXPECT_EQ(r.exit_code, 2) << r;
@@ -284,7 +284,7 @@ TEST_F(VerifyTest, JsonSaysWhatFailed) {
   EXPECT_EQ(lines[1]["error"]["message"], "signature does not match");
   EXPECT_EQ(lines[2]["ok"], false);
   EXPECT_EQ(lines[2]["error"]["kind"], "no_signature");
-  EXPECT_EQ(lines[2]["error"]["message"], "no signature: nosig.sig missing");
+  EXPECT_EQ(lines[2]["error"]["message"], "no signature: neither nosig.sig nor nosig.receipt exists");
 }
 
 TEST_F(VerifyTest, UsageErrors) {

@@ -42,8 +42,13 @@ TEST_F(SignetdTest, DevSignsReloadsDrainsAndRestartsOnTheSameState) {
   const HttpResult keys = Get("/v1/keys");
   ASSERT_EQ(keys.status, 200) << keys.body;
   const json listed = json::parse(keys.body)["keys"];
-  ASSERT_EQ(listed.size(), 1u) << keys.body;  // the audit key signs checkpoints only
-  EXPECT_EQ(listed[0]["name"], "default");
+  // "default" (raw) and "batch"; the audit key signs checkpoints only and is not listed.
+  ASSERT_EQ(listed.size(), 2u) << keys.body;
+  EXPECT_EQ(listed[0]["name"], "batch");
+  EXPECT_EQ(listed[0]["format"], "batch");
+  EXPECT_EQ(listed[1]["name"], "default");
+  EXPECT_EQ(listed[1]["format"], "raw");
+  EXPECT_TRUE(std::filesystem::exists(State() / "audit.pub.pem"));
   const HttpResult one = Get("/v1/keys/default");
   ASSERT_EQ(one.status, 200) << one.body;
   const std::string pem = json::parse(one.body)["public_key_pem"];
