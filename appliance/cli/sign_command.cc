@@ -45,6 +45,9 @@ using nlohmann::json;
 
 constexpr std::string_view kToolVersion = "0.1.0";
 constexpr std::size_t kDefaultBatch = 256;
+// For batch keys every request is one HSM signature (up to the daemon's max_batch_leaves), so
+// requests are large by default: 20,000 files take 3.
+constexpr std::size_t kDefaultReceiptBatch = 8192;
 constexpr std::size_t kMaxBatch = 10000;  // the daemon's default max_items_per_request
 constexpr unsigned kDefaultRequests = 4;  // requests in flight
 constexpr unsigned kMaxRequests = 64;
@@ -53,11 +56,13 @@ constexpr std::size_t kMaxNameBytes = 4096;
 constexpr std::string_view kFooter = R"footer(
 The key's hash (GET /v1/keys/NAME) decides what the files are hashed with. Digests go to signetd
 in batches of --batch-size, --requests of them at a time, while hashing continues; each answered
-FILE gets FILE.sig (with
---out-dir DIR: DIR/FILE.sig, FILE's relative path mirrored under DIR), the raw signature that
-`openssl dgst -sha256 -verify pub.pem -signature FILE.sig FILE` checks. Signatures are written to a
-temporary file and renamed into place. An existing FILE.sig is never replaced without --force: its
-FILE fails and its digest is not sent. With -r, files named *.sig found in directories are skipped.
+FILE gets FILE.sig (with --out-dir DIR: DIR/FILE.sig, FILE's relative path mirrored under DIR),
+the raw signature that `openssl dgst -sha256 -verify pub.pem -signature FILE.sig FILE` checks.
+With a key of format "batch", each FILE gets FILE.receipt instead: a Merkle batch receipt (one HSM
+signature covers a whole request), checked against the key before it is written; `signet verify`
+checks it offline. Signatures and receipts are written to a temporary file and renamed into
+place. An existing FILE.sig (FILE.receipt) is never replaced without --force: its FILE fails and
+its digest is not sent. With -r, files named *.sig or *.receipt found in directories are skipped.
 
 Prints "signed FILE -> FILE.sig (seq N)" per file as its batch is answered (--json: one object
 per file: path, signature_path, seq, ok, error), errors on stderr, and a summary on stderr. A
@@ -174,6 +179,7 @@ struct SignSettings {
   bool recursive = false;
   std::optional<std::filesystem::path> out_dir;
   std::size_t batch_size = kDefaultBatch;
+  bool batch_size_given = false;
   bool force = false;
   bool json = false;
   std::vector<std::filesystem::path> paths;
@@ -275,9 +281,10 @@ CLI::App* SignCommand::Register(CLI::App& parent) {
                                     "Write the signature of a/b/c to DIR/a/b/c.sig instead of "
                                     "a/b/c.sig (PATHs must then be relative, without '..')")
                         ->type_name("DIR");
-  batch_option_ = app->add_option("--batch-size", batch_size_,
-                                  "Files per request to signetd, 1 to 10000 (default 256)")
-                      ->type_name("N");
+  batch_option_ =
+      app->add_option("--batch-size", batch_size_,
+                      "Files per request to signetd, 1 to 10000 (default 256; 8192 for batch keys)")
+          ->type_name("N");
   requests_option_ = app->add_option("--requests", requests_,
                                      "Requests to signetd in flight at once, 1 to 64 (default 4)")
                          ->type_name("N");
@@ -318,6 +325,7 @@ Result<SignSettings> SignCommand::Validate() const {
                                    DisplayName(batch_size_), kMaxBatch));
     }
     settings.batch_size = static_cast<std::size_t>(n);
+    settings.batch_size_given = true;
   }
   if (jobs_option_->count() > 0) {
     SIGNET_ASSIGN_OR_RETURN(settings.hash_threads, ParseJobs(jobs_));
@@ -750,6 +758,9 @@ int SignCommand::Run(Console& console) {
   if (!key) {
     console.Error(key.error().message());
     return kExitFailed;
+  }
+  if (key->batch() && !settings->batch_size_given) {
+    settings->batch_size = kDefaultReceiptBatch;
   }
   pipeline::HashOptions options;
   options.algorithms = {key->hash};
