@@ -466,6 +466,9 @@ Result<Config> ParseConfig(std::string_view toml_text, const std::filesystem::pa
     SIGNET_RETURN_IF_ERROR(
         r.Number("max_items_per_request", l.max_items_per_request, 1, 1'000'000));
     SIGNET_RETURN_IF_ERROR(r.Number("max_batch_leaves", l.max_batch_leaves, 1, 1u << 24));
+    std::uint64_t window_ms = static_cast<std::uint64_t>(l.batch_window.count());
+    SIGNET_RETURN_IF_ERROR(r.Uint("batch_window_ms", window_ms, 0, 10'000));  // 0: off
+    l.batch_window = std::chrono::milliseconds(window_ms);
     SIGNET_RETURN_IF_ERROR(r.Number("max_connections", l.max_connections, 1, 100'000));
     SIGNET_RETURN_IF_ERROR(r.Millis("idle_timeout_ms", l.idle_timeout));
     SIGNET_RETURN_IF_ERROR(r.Millis("request_timeout_ms", l.request_timeout));

@@ -241,7 +241,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
   auto service = service::SignService::Create(
       service::ServiceOptions{.host_id = config.host_id,
                               .max_items_per_request = config.limits.max_items_per_request,
-                              .max_batch_leaves = config.limits.max_batch_leaves},
+                              .max_batch_leaves = config.limits.max_batch_leaves,
+                              .batch_window = config.limits.batch_window},
       std::move(service_keys), *policy, *s.audit_log);
   if (!service) {
     return MakeError(std::move(service).error().WithContext("sign service"));

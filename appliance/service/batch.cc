@@ -1,16 +1,20 @@
 // Format "batch": one HSM signature per batch of artifacts (appliance/formats/BATCH.md).
 //
-// SignBatches runs on the I/O thread: it builds each artifact's leaf from the request (never from
-// anything the client calls a leaf or a root), the RFC 6962 tree of each batch and the statement
-// about its root, and submits one HSM job with one digest per batch. OnBatchesSigned (an HSM
-// worker) turns each signature into a C2SP signed note (audit::SignNote checks it against the
-// key before anything else happens), prepares the answer, and submits one `batch` record per
-// batch plus one `sign` record per artifact to the audit log; the answer goes out from the log's
-// delivery thread once they are durable. No record, no receipt.
+// A *group* is the requests signed together: one request, or (with ServiceOptions::batch_window)
+// the requests for the same key that arrived within the window. SignGroup builds each artifact's
+// leaf from its request (never from anything a client calls a leaf or a root), cuts the group's
+// leaves, in arrival order, into batches of at most max_batch_leaves, builds each batch's RFC 6962
+// tree and the statement about its root, and submits one HSM job with one digest per batch.
+// OnGroupSigned (an HSM worker) turns each signature into a C2SP signed note (audit::SignNote
+// checks it against the key first), then, per request: its `batch` records (one per batch it has
+// leaves in) and one `sign` record per artifact go to the audit log, and its answer goes out from
+// the log's delivery thread once they are durable. No record, no receipt.
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <utility>
 
 #include "appliance/formats/formats.h"
@@ -36,17 +40,24 @@ class PresignedNoteSigner final : public audit::NoteSigner {
   Bytes signature_;
 };
 
-struct Batch {
-  std::string id;
-  std::size_t first = 0;  // the request's index of its first item
-  std::vector<formats::BatchLeaf> leaves;
-  pipeline::MerkleTree tree{{}};
-  std::string statement;
+// Where a leaf came from: the group's call and that call's item.
+struct LeafSource {
+  std::size_t call = 0;
+  std::size_t item = 0;
 };
 
-// The batches of one request, between the HSM and the audit log.
-struct BatchCall {
-  std::shared_ptr<SignCall> call;
+struct Batch {
+  std::string id;
+  std::vector<formats::BatchLeaf> leaves;
+  std::vector<LeafSource> sources;  // one per leaf
+  pipeline::MerkleTree tree{{}};
+  std::string statement;
+  std::string note;  // once signed
+};
+
+// The requests signed together, between the HSM and the audit log.
+struct Group {
+  std::vector<std::shared_ptr<SignCall>> calls;
   std::vector<Batch> batches;
 };
 
@@ -56,20 +67,45 @@ std::int64_t NowSeconds() {
       .count();
 }
 
-// Builds the batches of `call`'s items, at most `max_leaves` each. Errors: kInvalidArgument (an
+void RespondAll(const Group& group, const net::Response& response) {
+  for (const auto& call : group.calls) {
+    call->respond(response);
+  }
+}
+
+void FailGroup(const Group& group, const Error& error) {
+  for (const auto& call : group.calls) {
+    FailHsm(call, error);
+  }
+}
+
+// Cuts the group's leaves into batches of at most `max_leaves`. Errors: kInvalidArgument (an
 // item that does not make a leaf), kCrypto (no random batch id).
-Result<std::vector<Batch>> BuildBatches(const SignCall& call, std::size_t max_leaves) {
-  const std::string hash_name(hsm::HashName(call.key->key.spec.hash));
-  std::vector<Batch> batches;
+Status BuildBatches(Group& group, std::size_t max_leaves) {
   const std::int64_t now = NowSeconds();
-  for (std::size_t first = 0; first < call.items.size(); first += max_leaves) {
-    Batch batch;
-    batch.first = first;
-    const std::size_t end = std::min(call.items.size(), first + max_leaves);
-    std::vector<pipeline::MerkleHash> hashes;
-    hashes.reserve(end - first);
-    batch.leaves.reserve(end - first);
-    for (std::size_t i = first; i < end; ++i) {
+  std::vector<pipeline::MerkleHash> hashes;
+  auto finish = [&]() -> Status {
+    Batch& batch = group.batches.back();
+    batch.tree = pipeline::MerkleTree(std::exchange(hashes, {}));
+    SIGNET_ASSIGN_OR_RETURN(batch.id, formats::NewBatchId());
+    SIGNET_ASSIGN_OR_RETURN(batch.statement,
+                            formats::BatchStatementText({.origin = group.calls.front()->key->origin,
+                                                         .tree_size = batch.tree.size(),
+                                                         .root = batch.tree.Root(),
+                                                         .batch_id = batch.id,
+                                                         .time = now}));
+    return OkStatus();
+  };
+  for (std::size_t c = 0; c < group.calls.size(); ++c) {
+    const SignCall& call = *group.calls[c];
+    const std::string hash_name(hsm::HashName(call.key->key.spec.hash));
+    for (std::size_t i = 0; i < call.items.size(); ++i) {
+      if (group.batches.empty() || group.batches.back().leaves.size() == max_leaves) {
+        if (!group.batches.empty()) {
+          SIGNET_RETURN_IF_ERROR(finish());
+        }
+        group.batches.emplace_back();
+      }
       const SignItem& item = call.items[i];
       formats::BatchLeaf leaf{.name = item.name,
                               .size = item.size.value_or(0),
@@ -81,69 +117,58 @@ Result<std::vector<Batch>> BuildBatches(const SignCall& call, std::size_t max_le
         return MakeError(std::move(hash).error().WithContext("items[" + std::to_string(i) + "]"));
       }
       hashes.push_back(*hash);
-      batch.leaves.push_back(std::move(leaf));
+      group.batches.back().leaves.push_back(std::move(leaf));
+      group.batches.back().sources.push_back({c, i});
     }
-    batch.tree = pipeline::MerkleTree(std::move(hashes));
-    SIGNET_ASSIGN_OR_RETURN(batch.id, formats::NewBatchId());
-    SIGNET_ASSIGN_OR_RETURN(batch.statement,
-                            formats::BatchStatementText({.origin = call.key->origin,
-                                                         .tree_size = batch.tree.size(),
-                                                         .root = batch.tree.Root(),
-                                                         .batch_id = batch.id,
-                                                         .time = now}));
-    batches.push_back(std::move(batch));
   }
-  return batches;
+  return finish();
 }
 
-// HSM worker thread: notes, answer items, records; the answer goes out after the commit.
-void OnBatchesSigned(const std::shared_ptr<BatchCall>& batch_call,
-                     Result<hsm::Signatures> signed_result) {
-  const std::shared_ptr<SignCall>& call = batch_call->call;
-  if (!signed_result) {
-    FailHsm(call, signed_result.error());
-    return;
-  }
-  if (signed_result->size() != batch_call->batches.size()) {
-    FailHsm(call,
-            Error(ErrorCode::kInternal,
-                  "the HSM returned " + std::to_string(signed_result->size()) + " signatures for " +
-                      std::to_string(batch_call->batches.size()) + " batch roots"));
-    return;
-  }
-  const KeyEntry& key = *call->key;
-  json batches_json = json::array();
+// Records and answers request `c` of a signed group: for each batch it has leaves in, a `batch`
+// record and its `sign` records; the answer lists only its own batches and items.
+void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c) {
+  const std::shared_ptr<SignCall>& call = group->calls[c];
+  auto batches_json = std::make_shared<json>(json::array());
   auto items_json = std::make_shared<json>(json::array());
+  // For the seqs: per batch of this call, how many sign records follow its batch record.
+  auto leaves_per_batch = std::make_shared<std::vector<std::size_t>>();
   std::vector<audit::Record> records;
-  records.reserve(call->items.size() + batch_call->batches.size());
-  for (std::size_t b = 0; b < batch_call->batches.size(); ++b) {
-    Batch& batch = batch_call->batches[b];
-    PresignedNoteSigner signer(*key.note_verifier, std::move((*signed_result)[b]));
-    auto note = audit::SignNote(batch.statement, signer);
-    if (!note) {
-      FailHsm(call, note.error().WithContext("batch " + batch.id));
-      return;
+  records.reserve(call->items.size() + group->batches.size());
+  for (const Batch& batch : group->batches) {
+    std::vector<std::size_t> mine;
+    for (std::size_t leaf = 0; leaf < batch.sources.size(); ++leaf) {
+      if (batch.sources[leaf].call == c) {
+        mine.push_back(leaf);
+      }
     }
-    const std::string note_sha256 = Sha256Hex(AsBytes(*note));
+    if (mine.empty()) {
+      continue;
+    }
+    const std::string note_sha256 = Sha256Hex(AsBytes(batch.note));
     audit::Record batch_record = BaseRecord(*call, audit::RecordKind::kBatch);
     batch_record.batch = audit::BatchRef{.id = batch.id,
                                          .leaf_index = std::nullopt,
                                          .tree_size = batch.tree.size(),
                                          .root = Base64Encode(batch.tree.Root()),
-                                         .note = *note};
+                                         .note = batch.note};
     batch_record.signature_sha256 = note_sha256;
     batch_record.decision = "allow";
     batch_record.policy_rule = call->verdict.rule;
     records.push_back(std::move(batch_record));
-    batches_json.push_back(json{{"batch_id", batch.id},
-                                {"tree_size", batch.tree.size()},
-                                {"note", *note},
-                                {"seq", nullptr}});
-    for (std::size_t i = 0; i < batch.leaves.size(); ++i) {
-      const SignItem& item = call->items[batch.first + i];
-      auto proof = batch.tree.InclusionProof(i);
-      if (!proof) {
-        FailHsm(call, proof.error().WithContext("batch " + batch.id));
+    const std::size_t batch_index = batches_json->size();
+    batches_json->push_back(json{{"batch_id", batch.id},
+                                 {"tree_size", batch.tree.size()},
+                                 {"note", batch.note},
+                                 {"seq", nullptr}});
+    leaves_per_batch->push_back(mine.size());
+    for (const std::size_t leaf : mine) {
+      const SignItem& item = call->items[batch.sources[leaf].item];
+      auto proof = batch.tree.InclusionProof(leaf);
+      auto leaf_hash = batch.tree.Node(0, leaf);
+      if (!proof || !leaf_hash) {
+        FailHsm(call,
+                Error(ErrorCode::kInternal, "no inclusion proof for leaf " + std::to_string(leaf) +
+                                                " of batch " + batch.id));
         return;
       }
       json proof_json = json::array();
@@ -151,9 +176,9 @@ void OnBatchesSigned(const std::shared_ptr<BatchCall>& batch_call,
         proof_json.push_back(Base64Encode(hash));
       }
       items_json->push_back(json{{"name", item.name},
-                                 {"batch", b},
-                                 {"leaf_index", i},
-                                 {"leaf_hash", Base64Encode(*batch.tree.Node(0, i))},
+                                 {"batch", batch_index},
+                                 {"leaf_index", leaf},
+                                 {"leaf_hash", Base64Encode(*leaf_hash)},
                                  {"inclusion_proof", std::move(proof_json)},
                                  {"seq", nullptr}});
       audit::Record r = BaseRecord(*call, audit::RecordKind::kSign);
@@ -162,28 +187,27 @@ void OnBatchesSigned(const std::shared_ptr<BatchCall>& batch_call,
       r.digests = item.digests;
       r.signature_sha256 = note_sha256;
       r.batch = audit::BatchRef{
-          .id = batch.id, .leaf_index = i, .tree_size = std::nullopt, .root = "", .note = ""};
+          .id = batch.id, .leaf_index = leaf, .tree_size = std::nullopt, .root = "", .note = ""};
       r.decision = "allow";
       r.policy_rule = call->verdict.rule;
       records.push_back(std::move(r));
     }
   }
-  auto batches_shared = std::make_shared<json>(std::move(batches_json));
   auto status = call->state->log.Submit(
       std::move(records),
-      [call, batch_call, items_json, batches_shared](Result<audit::SeqRange> committed) {
+      [call, items_json, batches_json, leaves_per_batch](Result<audit::SeqRange> committed) {
         if (!committed) {
           spdlog::error("request {}: batch records not recorded, receipts withheld: {}",
                         call->request_id, committed.error().ToString());
           call->respond(AuditUnavailable(committed.error()));
           return;
         }
-        // Records were submitted batch by batch: the batch record, then its leaves in order.
+        // Submitted batch by batch: the batch record, then this request's leaves in it.
         std::uint64_t seq = committed->first;
         std::size_t item = 0;
-        for (std::size_t b = 0; b < batch_call->batches.size(); ++b) {
-          (*batches_shared)[b]["seq"] = seq++;
-          for (std::size_t i = 0; i < batch_call->batches[b].leaves.size(); ++i) {
+        for (std::size_t b = 0; b < leaves_per_batch->size(); ++b) {
+          (*batches_json)[b]["seq"] = seq++;
+          for (std::size_t i = 0; i < (*leaves_per_batch)[b]; ++i) {
             (*items_json)[item++]["seq"] = seq++;
           }
         }
@@ -192,7 +216,7 @@ void OnBatchesSigned(const std::shared_ptr<BatchCall>& batch_call,
                                   {"format", call->key->key.format},
                                   {"key_fingerprint", call->key->key.key.public_key.fingerprint},
                                   {"request_id", call->request_id},
-                                  {"batches", std::move(*batches_shared)},
+                                  {"batches", std::move(*batches_json)},
                                   {"items", std::move(*items_json)}},
                              call->cbor));
       });
@@ -203,37 +227,131 @@ void OnBatchesSigned(const std::shared_ptr<BatchCall>& batch_call,
   }
 }
 
-}  // namespace
-
-void SignBatches(const std::shared_ptr<SignCall>& call) {
-  auto batch_call = std::make_shared<BatchCall>();
-  batch_call->call = call;
-  auto batches = BuildBatches(*call, call->state->options.max_batch_leaves);
-  if (!batches) {
-    call->respond(net::JsonError(400, "malformed", batches.error().message()));
+// HSM worker thread: the notes, then each request's records and answer.
+void OnGroupSigned(const std::shared_ptr<Group>& group, Result<hsm::Signatures> signed_result) {
+  if (!signed_result) {
+    FailGroup(*group, signed_result.error());
     return;
   }
-  batch_call->batches = std::move(*batches);
+  if (signed_result->size() != group->batches.size()) {
+    FailGroup(*group, Error(ErrorCode::kInternal,
+                            "the HSM returned " + std::to_string(signed_result->size()) +
+                                " signatures for " + std::to_string(group->batches.size()) +
+                                " batch roots"));
+    return;
+  }
+  const KeyEntry& key = *group->calls.front()->key;
+  for (std::size_t b = 0; b < group->batches.size(); ++b) {
+    Batch& batch = group->batches[b];
+    PresignedNoteSigner signer(*key.note_verifier, std::move((*signed_result)[b]));
+    auto note = audit::SignNote(batch.statement, signer);
+    if (!note) {
+      FailGroup(*group, note.error().WithContext("batch " + batch.id));
+      return;
+    }
+    batch.note = std::move(*note);
+  }
+  for (std::size_t c = 0; c < group->calls.size(); ++c) {
+    RecordAndAnswer(group, c);
+  }
+}
+
+// Signs the requests of `calls` (same key) together.
+void SignGroup(std::vector<std::shared_ptr<SignCall>> calls) {
+  auto group = std::make_shared<Group>();
+  group->calls = std::move(calls);
+  const std::shared_ptr<SignCall>& first = group->calls.front();
+  if (auto built = BuildBatches(*group, first->state->options.max_batch_leaves); !built) {
+    RespondAll(*group, net::JsonError(400, "malformed", built.error().message()));
+    return;
+  }
   // ECDSA (C2SP note type 0x02) signs SHA-256 of the statement text.
   std::vector<Bytes> digests;
-  digests.reserve(batch_call->batches.size());
-  for (const Batch& batch : batch_call->batches) {
+  digests.reserve(group->batches.size());
+  for (const Batch& batch : group->batches) {
     auto digest =
         pipeline::DigestBytes(pipeline::DigestAlgorithm::kSha256, AsBytes(batch.statement));
     if (!digest) {
-      FailHsm(call, digest.error());
+      FailGroup(*group, digest.error());
       return;
     }
     digests.emplace_back(digest->bytes().begin(), digest->bytes().end());
   }
-  const ServiceKey& key = call->key->key;
-  auto submitted = key.token->Submit(key.key, key.spec, std::move(digests),
-                                     [batch_call](Result<hsm::Signatures> signatures) {
-                                       OnBatchesSigned(batch_call, std::move(signatures));
-                                     });
+  const ServiceKey& key = first->key->key;
+  auto submitted = key.token->Submit(
+      key.key, key.spec, std::move(digests),
+      [group](Result<hsm::Signatures> signatures) { OnGroupSigned(group, std::move(signatures)); });
   if (!submitted) {
-    FailHsm(call, submitted.error());
+    FailGroup(*group, submitted.error());
   }
+}
+
+}  // namespace
+
+// ---- Gathering requests within a window --------------------------------------------------------
+
+struct BatchGatherer::Pending {
+  std::vector<std::shared_ptr<SignCall>> calls;
+  std::size_t leaves = 0;
+  std::chrono::steady_clock::time_point deadline;
+};
+
+BatchGatherer::BatchGatherer(std::chrono::milliseconds window, std::size_t max_leaves)
+    : window_(window), max_leaves_(max_leaves), pending_(std::make_unique<Pending>()) {
+  thread_ = std::thread([this] { Loop(); });
+}
+
+BatchGatherer::~BatchGatherer() { Stop(); }
+
+void BatchGatherer::Add(std::shared_ptr<SignCall> call) {
+  {
+    std::lock_guard lock(mu_);
+    if (pending_->calls.empty()) {
+      pending_->deadline = std::chrono::steady_clock::now() + window_;
+    }
+    pending_->leaves += call->items.size();
+    pending_->calls.push_back(std::move(call));
+  }
+  wake_.notify_one();
+}
+
+void BatchGatherer::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void BatchGatherer::Loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stopping_ || !pending_->calls.empty(); });
+    if (pending_->calls.empty()) {
+      return;  // stopping, and nothing waits
+    }
+    // Until the window closes, the batch is full, or the service stops (then sign what waits).
+    wake_.wait_until(lock, pending_->deadline,
+                     [&] { return stopping_ || pending_->leaves >= max_leaves_; });
+    std::vector<std::shared_ptr<SignCall>> calls = std::move(pending_->calls);
+    pending_->calls.clear();
+    pending_->leaves = 0;
+    lock.unlock();
+    SignGroup(std::move(calls));
+    lock.lock();
+  }
+}
+
+void SignBatches(const std::shared_ptr<SignCall>& call) {
+  const auto it = call->state->gatherers.find(call->key->key.name);
+  if (it != call->state->gatherers.end()) {
+    it->second->Add(call);
+    return;
+  }
+  SignGroup({call});
 }
 
 }  // namespace signet::service::internal

@@ -452,7 +452,13 @@ void HandleHealth(const State& state, net::Responder& respond) {
 }  // namespace
 
 SignService::SignService(std::shared_ptr<State> state) : state_(std::move(state)) {}
-SignService::~SignService() = default;
+SignService::~SignService() {
+  // The gatherers' threads sign what waits and hold calls that hold the state: stop them while
+  // the state is certainly alive.
+  for (auto& [name, gatherer] : state_->gatherers) {
+    gatherer->Stop();
+  }
+}
 
 Result<std::unique_ptr<SignService>> SignService::Create(
     ServiceOptions options, std::vector<ServiceKey> keys,
@@ -465,6 +471,9 @@ Result<std::unique_ptr<SignService>> SignService::Create(
   }
   if (options.max_batch_leaves == 0 || options.max_batch_leaves > (1u << 24)) {
     return MakeError(ErrorCode::kInvalidArgument, "max_batch_leaves must be 1 to 16777216");
+  }
+  if (options.batch_window.count() < 0 || options.batch_window > std::chrono::seconds(10)) {
+    return MakeError(ErrorCode::kInvalidArgument, "batch_window must be 0 to 10 s");
   }
   auto state = std::make_shared<State>(std::move(options), log);
   state->policy = std::move(policy);
@@ -504,6 +513,11 @@ Result<std::unique_ptr<SignService>> SignService::Create(
                            std::string(hsm::SchemeName(key.spec.scheme)));
     }
     std::string name = key.name;
+    if (key.format == "batch" && state->options.batch_window.count() > 0) {
+      state->gatherers.emplace(
+          name, std::make_unique<internal::BatchGatherer>(state->options.batch_window,
+                                                          state->options.max_batch_leaves));
+    }
     entry.key = std::move(key);
     if (!state->keys.emplace(name, std::move(entry)).second) {
       return MakeError(ErrorCode::kInvalidArgument, at + "named twice");

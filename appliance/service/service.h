@@ -41,6 +41,7 @@
 #ifndef SIGNET_APPLIANCE_SERVICE_SERVICE_H_
 #define SIGNET_APPLIANCE_SERVICE_SERVICE_H_
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -73,6 +74,10 @@ struct ServiceOptions {
   std::size_t max_rate_counters = policy::RateLimiter::kDefaultMaxTracked;
   // Batch keys: leaves per signed batch; a larger request is split into several batches.
   std::size_t max_batch_leaves = 65536;
+  // Batch keys: requests for the same key that arrive within this window are signed together
+  // (their leaves share batches; each request still gets its own receipts, records and answer).
+  // 0: off, each request is signed on its own at once.
+  std::chrono::milliseconds batch_window{0};
 };
 
 // SignService answers the sign API. Thread-safe; see the caveats above.

@@ -3,12 +3,15 @@
 #ifndef SIGNET_APPLIANCE_SERVICE_INTERNAL_CALL_H_
 #define SIGNET_APPLIANCE_SERVICE_INTERNAL_CALL_H_
 
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "appliance/service/internal/request.h"
@@ -25,6 +28,35 @@ struct KeyEntry {
   std::optional<audit::NoteVerifier> note_verifier;
 };
 
+struct SignCall;
+
+// Gathers the requests for one batch key that arrive within a window and signs them together
+// (batch.cc), so that many small requests cost few HSM signatures. A thread of its own waits for
+// the window to close (or max_leaves to be reached) and then starts the signing; the answers come
+// back through the usual callbacks. Stop signs what waits, then joins the thread.
+class BatchGatherer {
+ public:
+  BatchGatherer(std::chrono::milliseconds window, std::size_t max_leaves);
+  ~BatchGatherer();
+  BatchGatherer(const BatchGatherer&) = delete;
+  BatchGatherer& operator=(const BatchGatherer&) = delete;
+
+  void Add(std::shared_ptr<SignCall> call);
+  void Stop();
+
+ private:
+  struct Pending;
+  void Loop();
+
+  const std::chrono::milliseconds window_;
+  const std::size_t max_leaves_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::unique_ptr<Pending> pending_;  // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
+  std::thread thread_;
+};
+
 }  // namespace internal
 
 struct SignService::State {
@@ -34,6 +66,9 @@ struct SignService::State {
   policy::RateLimiter limiter;
   mutable std::mutex policy_mu;
   std::shared_ptr<const policy::Policy> policy;
+  // Batch keys with a gathering window (ServiceOptions::batch_window > 0), by key name. Stopped
+  // by ~SignService, before the state can go.
+  std::map<std::string, std::unique_ptr<internal::BatchGatherer>, std::less<>> gatherers;
 
   State(ServiceOptions o, audit::Log& l)
       : options(std::move(o)), log(l), limiter(options.max_rate_counters) {}
@@ -77,8 +112,9 @@ void DenyAfterAudit(const std::shared_ptr<SignCall>& call, std::string decision,
 void FailHsm(const std::shared_ptr<SignCall>& call, const Error& error);
 
 // Format "batch" (batch.cc): builds the leaves, splits them into batches of at most
-// ServiceOptions::max_batch_leaves, has the HSM sign each batch's statement, records one `batch`
-// record per batch and one `sign` record per artifact, and answers once they are durable.
+// ServiceOptions::max_batch_leaves, has the HSM sign each batch's statement, records a `batch`
+// record per batch and one `sign` record per artifact, and answers once they are durable. With a
+// gathering window for the key, the request first waits in its BatchGatherer.
 void SignBatches(const std::shared_ptr<SignCall>& call);
 
 }  // namespace internal
