@@ -110,8 +110,10 @@ struct Record {
   std::string artifact_name;
   std::optional<std::uint64_t> artifact_size;
   std::map<std::string, std::string> digests;  // algorithm name → lower-case hex
-  std::string signature_sha256;                // lower-case hex SHA-256 of the signature bytes
-  std::optional<BatchRef> batch;               // Merkle batch signing; see BatchRef
+  // Lower-case hex SHA-256 of the signature bytes released; for keys of format "batch", of the
+  // signed note the receipts carry.
+  std::string signature_sha256;
+  std::optional<BatchRef> batch;  // Merkle batch signing; see BatchRef
 
   std::string decision;        // "allow", "deny", "hold", "approve", ...
   std::string policy_rule;     // the rule that decided

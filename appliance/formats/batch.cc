@@ -255,8 +255,8 @@ Result<Receipt> ParseReceipt(std::string_view text) {
   receipt.leaf.size = size->get<std::uint64_t>();
   receipt.leaf.digest_algorithm = algorithm->get<std::string>();
   auto digest_bytes = HexDecode(digest->get<std::string>());
-  if (!digest_bytes) {
-    return MakeError(Invalid("leaf.digest is not hex"));
+  if (!digest_bytes || !IsLowerHex(digest->get<std::string>())) {
+    return MakeError(Invalid("leaf.digest is not lower-case hex"));
   }
   receipt.leaf.digest = std::move(*digest_bytes);
   receipt.leaf.request_id = request_id->get<std::string>();

@@ -114,7 +114,8 @@ Status BuildBatches(Group& group, std::size_t max_leaves) {
                               .request_id = call.request_id};
       auto hash = formats::BatchLeafHash(leaf);
       if (!hash) {
-        return MakeError(std::move(hash).error().WithContext("items[" + std::to_string(i) + "]"));
+        return MakeError(std::move(hash).error().WithContext("request " + call.request_id +
+                                                             " items[" + std::to_string(i) + "]"));
       }
       hashes.push_back(*hash);
       group.batches.back().leaves.push_back(std::move(leaf));
@@ -261,8 +262,13 @@ void SignGroup(std::vector<std::shared_ptr<SignCall>> calls) {
   auto group = std::make_shared<Group>();
   group->calls = std::move(calls);
   const std::shared_ptr<SignCall>& first = group->calls.front();
+  // The items were checked when the requests were parsed: what fails here is the appliance's own
+  // fault (no random batch id), not the client's.
   if (auto built = BuildBatches(*group, first->state->options.max_batch_leaves); !built) {
-    RespondAll(*group, net::JsonError(400, "malformed", built.error().message()));
+    spdlog::error("batch key {}: cannot build batches: {}", first->key->key.name,
+                  built.error().ToString());
+    RespondAll(*group, net::JsonError(500, "internal",
+                                      "the batch could not be built: " + built.error().message()));
     return;
   }
   // ECDSA (C2SP note type 0x02) signs SHA-256 of the statement text.

@@ -255,6 +255,7 @@ void OnSigned(const std::shared_ptr<SignCall>& call, Result<hsm::Signatures> sig
         call->respond(Encode(200,
                              json{{"key", call->key->key.name},
                                   {"format", call->key->key.format},
+                                  {"key_fingerprint", call->key->key.key.public_key.fingerprint},
                                   {"items", std::move(items)},
                                   {"request_id", call->request_id}},
                              call->cbor));

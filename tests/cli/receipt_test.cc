@@ -1,0 +1,482 @@
+// `signet sign` and `signet verify` with a key of format "batch": Merkle batch receipts
+// (appliance/formats/BATCH.md). The real binary runs against a real sign service in the test
+// process (SoftHSM key, LMDB audit log, net::Server on a Unix socket). Every receipt is checked by
+// `signet verify`, by the audit log, and by verify_receipt.py (VERIFY_RECEIPT_SCRIPT), a verifier
+// written from BATCH.md alone with Python's standard library and the `openssl` command.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "appliance/audit/audit.h"
+#include "appliance/net/net.h"
+#include "appliance/service/service.h"
+#include "pipeline/pipeline.h"
+#include "run_util.h"
+#include "tests/audit/hsm_note_signer.h"
+#include "tests/hsm/softhsm_token.h"
+#include "tests/net/test_util.h"
+
+namespace signet::cli::testing {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// The audit key, the batch key and another P-256 key (served as "default", format raw) in the
+// process's SoftHSM token. Never destroyed: Logs may sign checkpoints until they close.
+struct ReceiptKeys {
+  audit::testing::AuditKey audit;
+  std::unique_ptr<hsm::Token> token;
+  hsm::KeyHandle batch_key;
+  hsm::KeyHandle other_key;
+
+  ReceiptKeys() {
+    auto opened = hsm::Token::Open(hsm::testing::ConfigFor(audit::testing::AuditKey::token(), 2));
+    if (!opened) {
+      throw std::runtime_error("open token: " + opened.error().message());
+    }
+    token = std::move(*opened);
+    batch_key = Generate("receipt-cli-batch-p256");
+    other_key = Generate("receipt-cli-other-p256");
+  }
+
+  hsm::KeyHandle Generate(const std::string& label) {
+    auto key = token->GenerateKey(label, hsm::KeyType::kEcdsaP256);
+    if (!key) {
+      throw std::runtime_error("generate key: " + key.error().message());
+    }
+    return std::move(*key);
+  }
+};
+
+ReceiptKeys& SharedReceiptKeys() {
+  static auto* keys = new ReceiptKeys();
+  return *keys;
+}
+
+std::string PolicyText() {
+  return "[[rule]]\n"
+         "name = \"test-signers\"\n"
+         "keys = [\"batch\", \"default\"]\n"
+         "principals = [\"uid:" +
+         std::to_string(::getuid()) +
+         "\"]\n"
+         "tools = [\"signet\"]\n";
+}
+
+std::string Sha256Hex(std::string_view data) {
+  auto digest = pipeline::DigestBytes(pipeline::DigestAlgorithm::kSha256, AsBytes(data));
+  return digest ? digest->Hex() : "";
+}
+
+// "FILE: REST" lines of `signet verify` or verify_receipt.py, by FILE.
+std::map<std::string, std::string> Verdicts(const std::string& out) {
+  std::map<std::string, std::string> verdicts;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);) {
+    const std::size_t colon = line.find(": ");
+    if (colon != std::string::npos) {
+      verdicts[line.substr(0, colon)] = line.substr(colon + 2);
+    }
+  }
+  return verdicts;
+}
+
+class ReceiptTest : public CliTest {
+ protected:
+  void SetUp() override {
+    CliTest::SetUp();
+    keys_ = &SharedReceiptKeys();
+    std::filesystem::create_directory(server_dir_.path() / "audit");
+    auto log = audit::Log::Open(audit::testing::TestLogOptions(server_dir_.path() / "audit"),
+                                keys_->audit.signer());
+    ASSERT_TRUE(log) << log.error();
+    log_ = std::move(*log);
+    auto policy = policy::Policy::Parse(PolicyText(), "test-policy");
+    ASSERT_TRUE(policy) << policy.error();
+    const hsm::SignSpec spec{.scheme = hsm::Scheme::kEcdsa, .hash = hsm::Hash::kSha256};
+    std::vector<service::ServiceKey> keys;
+    keys.push_back(service::ServiceKey{.name = "batch",
+                                       .token = keys_->token.get(),
+                                       .key = keys_->batch_key,
+                                       .spec = spec,
+                                       .format = "batch"});
+    keys.push_back(service::ServiceKey{.name = "default",
+                                       .token = keys_->token.get(),
+                                       .key = keys_->other_key,
+                                       .spec = spec,
+                                       .format = "raw"});
+    auto service = service::SignService::Create(service::ServiceOptions{.host_id = "test-host"},
+                                                std::move(keys), *policy, *log_);
+    ASSERT_TRUE(service) << service.error();
+    service_ = std::move(*service);
+    socket_ = (server_dir_.path() / "sign.sock").string();
+    net::ServerOptions options;
+    options.unix_listeners.push_back(net::UnixListenerOptions{.path = socket_});
+    auto server = net::Server::Start(std::move(options), service_->handler());
+    ASSERT_TRUE(server) << server.error();
+    server_ = std::move(*server);
+    Make("other.pub.pem", keys_->other_key.public_key.pem);
+  }
+
+  void TearDown() override {
+    if (server_) {
+      server_->Stop(Deadline::In(std::chrono::seconds(5)));
+    }
+    server_.reset();
+    service_.reset();
+    if (log_) {
+      (void)log_->Close();
+    }
+    log_.reset();
+    CliTest::TearDown();
+  }
+
+  ProcessResult Sign(std::vector<std::string> args) {
+    std::vector<std::string> argv{"sign", "--socket", socket_, "--key", "batch"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Signet(argv);
+  }
+
+  // Writes batch.pub.pem as `signet keys show batch --pem` prints it.
+  void ExportBatchKey() {
+    ProcessResult pem = Signet({"keys", "show", "batch", "--pem", "--socket", socket_});
+    ASSERT_EQ(pem.exit_code, 0) << pem;
+    ASSERT_EQ(pem.out, keys_->batch_key.public_key.pem);
+    Make("batch.pub.pem", pem.out);
+  }
+
+  // Makes `count` files of different sizes (the first empty, the second in a subdirectory).
+  std::vector<std::string> MakeFiles(int count) {
+    std::filesystem::create_directories(dir() / "sub");
+    std::vector<std::string> files;
+    for (int i = 0; i < count; ++i) {
+      const std::string name = (i == 1 ? "sub/f" : "f") + std::to_string(i) + ".bin";
+      const std::size_t size = i == 0 ? 0 : static_cast<std::size_t>(i * i * 997 + i);
+      files.push_back(Make(name, RandomBytes(size, 7000 + i)));
+    }
+    return files;
+  }
+
+  json ReadReceipt(const std::string& file) const {
+    return json::parse(ReadFile(dir() / (file + ".receipt")));
+  }
+  void WriteReceipt(const std::string& file, const json& receipt) {
+    WriteFile(dir() / (file + ".receipt"), receipt.dump(2) + "\n");
+  }
+
+  ProcessResult Verify(const std::string& pub, const std::vector<std::string>& files,
+                       bool json_lines = false) const {
+    std::vector<std::string> argv{"verify", "--key-file", pub};
+    if (json_lines) {
+      argv.push_back("--json");
+    }
+    argv.insert(argv.end(), files.begin(), files.end());
+    return Signet(argv);
+  }
+
+  ProcessResult PythonVerify(const std::string& pub, const std::vector<std::string>& files) const {
+    std::vector<std::string> argv{"python3", VERIFY_RECEIPT_SCRIPT, pub};
+    argv.insert(argv.end(), files.begin(), files.end());
+    return Tool(argv);
+  }
+
+  ReceiptKeys* keys_ = nullptr;
+  net::testing::TempDir server_dir_;  // short path: the socket lives here
+  std::unique_ptr<audit::Log> log_;
+  std::unique_ptr<service::SignService> service_;
+  std::unique_ptr<net::Server> server_;
+  std::string socket_;
+};
+
+TEST_F(ReceiptTest, TwentyFilesOneBatchEveryReceiptVerifiesAndNamesItsAuditRecord) {
+  const std::vector<std::string> files = MakeFiles(20);
+  ProcessResult result = Sign(files);
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_THAT(result.err, HasSubstr("signed 20 files with key batch (format batch)")) << result;
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+
+  std::set<std::uint64_t> indexes;
+  std::set<std::string> batch_ids;
+  std::set<std::uint64_t> seqs;
+  std::string note;
+  for (const std::string& file : files) {
+    SCOPED_TRACE(file);
+    EXPECT_FALSE(std::filesystem::exists(dir() / (file + ".sig")));
+    ASSERT_TRUE(std::filesystem::exists(dir() / (file + ".receipt")));
+    const std::string text = ReadFile(dir() / (file + ".receipt"));
+    const json receipt = json::parse(text);
+    EXPECT_EQ(receipt["type"], "signet-batch-receipt/v1");
+    const std::string content = ReadFile(dir() / file);
+    EXPECT_EQ(receipt["leaf"]["name"], file);
+    EXPECT_EQ(receipt["leaf"]["size"].get<std::uint64_t>(), content.size());
+    EXPECT_EQ(receipt["leaf"]["digest_algorithm"], "sha256");
+    EXPECT_EQ(receipt["leaf"]["digest"], Sha256Hex(content));
+    EXPECT_EQ(receipt["tree_size"].get<std::uint64_t>(), 20u);  // one request, one batch
+    EXPECT_EQ(receipt["key_fingerprint"], keys_->batch_key.public_key.fingerprint);
+    EXPECT_EQ(receipt["inclusion_proof"].size(), receipt["leaf_index"] < 16 ? 5u : 3u);
+    EXPECT_EQ(text.back(), '\n');
+    indexes.insert(receipt["leaf_index"].get<std::uint64_t>());
+    batch_ids.insert(receipt["batch_id"].get<std::string>());
+    note = receipt["note"].get<std::string>();
+
+    // The receipt's seq is the file's `sign` record, in the same batch at the same leaf.
+    const auto seq = receipt["seq"].get<std::uint64_t>();
+    EXPECT_TRUE(seqs.insert(seq).second);
+    auto record = log_->Get(seq);
+    ASSERT_TRUE(record) << record.error();
+    EXPECT_EQ(record->kind, audit::RecordKind::kSign);
+    EXPECT_EQ(record->artifact_name, file);
+    EXPECT_EQ(record->artifact_size, content.size());
+    EXPECT_EQ(record->digests["sha256"], Sha256Hex(content));
+    EXPECT_EQ(record->key_name, "batch");
+    EXPECT_EQ(record->request_id, receipt["leaf"]["request_id"]);
+    ASSERT_TRUE(record->batch.has_value());
+    EXPECT_EQ(record->batch->id, receipt["batch_id"]);
+    EXPECT_EQ(record->batch->leaf_index, receipt["leaf_index"].get<std::uint64_t>());
+  }
+  EXPECT_EQ(indexes.size(), 20u);
+  EXPECT_EQ(*indexes.rbegin(), 19u);
+  ASSERT_EQ(batch_ids.size(), 1u);
+  EXPECT_THAT(note, StartsWith("test-host/signet-batch/batch\n20\n"));
+  EXPECT_THAT(note, HasSubstr("\nsignet-batch " + *batch_ids.begin() + " "));
+  EXPECT_THAT(note, HasSubstr("\n\n\u2014 test-host/signet-batch/batch "));
+
+  // The batch's own `batch` record holds the same note.
+  int batch_records = 0;
+  for (std::uint64_t seq = 0; seq < log_->stats().tree_size; ++seq) {
+    auto record = log_->Get(seq);
+    ASSERT_TRUE(record) << record.error();
+    if (record->kind == audit::RecordKind::kBatch) {
+      ++batch_records;
+      ASSERT_TRUE(record->batch.has_value());
+      EXPECT_EQ(record->batch->id, *batch_ids.begin());
+      EXPECT_EQ(record->batch->tree_size, 20u);
+      EXPECT_EQ(record->batch->note, note);
+    }
+  }
+  EXPECT_EQ(batch_records, 1);
+
+  result = Verify("batch.pub.pem", files);
+  EXPECT_EQ(result.exit_code, 0) << result;
+  std::map<std::string, std::string> verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts.size(), 20u) << result;
+  for (const std::string& file : files) {
+    EXPECT_EQ(verdicts[file], "OK") << file;
+  }
+
+  result = PythonVerify("batch.pub.pem", files);
+  EXPECT_EQ(result.exit_code, 0) << result;
+  verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts.size(), 20u) << result;
+  for (const std::string& file : files) {
+    EXPECT_EQ(verdicts[file], "OK") << file;
+  }
+}
+
+// Each way of changing a file or its receipt fails that file, naming its own step, in
+// `signet verify` and in verify_receipt.py; the other files of the same run still verify.
+TEST_F(ReceiptTest, EachChangeFailsItsFileAtItsOwnStep) {
+  const std::vector<std::string> files = MakeFiles(12);
+  ProcessResult result = Sign(files);
+  ASSERT_EQ(result.exit_code, 0) << result;
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+
+  struct Change {
+    std::string step;
+    std::function<void(const std::string& file, json& receipt)> apply;
+  };
+  const std::vector<Change> changes = {
+      {"file changed",
+       [&](const std::string& file, json&) {
+         std::string content = ReadFile(dir() / file);
+         content[content.size() / 2] ^= 0x01;
+         WriteFile(dir() / file, content);
+       }},
+      {"proof wrong",
+       [](const std::string&, json& receipt) {
+         auto node = Base64Decode(receipt["inclusion_proof"][1].get<std::string>());
+         ASSERT_TRUE(node) << node.error();
+         (*node)[7] ^= 0x10;
+         receipt["inclusion_proof"][1] = Base64Encode(*node);
+       }},
+      {"leaf altered",
+       [](const std::string&, json& receipt) {
+         std::string name = receipt["leaf"]["name"];
+         name[0] = name[0] == 'f' ? 'g' : 'f';
+         receipt["leaf"]["name"] = name;
+       }},
+      {"leaf altered",
+       [](const std::string&, json& receipt) {
+         std::string digest = receipt["leaf"]["digest"];
+         digest[10] = digest[10] == '0' ? '1' : '0';
+         receipt["leaf"]["digest"] = digest;
+       }},
+      {"signature wrong",
+       [](const std::string&, json& receipt) {
+         // The last digit of the time on the statement's signet-batch line.
+         std::string note = receipt["note"];
+         const std::size_t line = note.find("\nsignet-batch ");
+         ASSERT_NE(line, std::string::npos) << note;
+         const std::size_t end = note.find('\n', line + 1);
+         char& digit = note[end - 1];
+         ASSERT_TRUE(digit >= '0' && digit <= '9') << note;
+         digit = digit == '9' ? '0' : static_cast<char>(digit + 1);
+         receipt["note"] = note;
+       }},
+      {"proof wrong",
+       [](const std::string&, json& receipt) {
+         const auto index = receipt["leaf_index"].get<std::uint64_t>();
+         receipt["leaf_index"] = index == 0 ? 1 : index - 1;
+       }},
+      {"note does not match the receipt",
+       [](const std::string&, json& receipt) {
+         receipt["tree_size"] = receipt["tree_size"].get<std::uint64_t>() + 1;
+       }},
+  };
+  // Change i applies to files[i + 1] (files[0] is empty); the receipt is rewritten even when the
+  // change leaves it as it was (pretty-printed again, which must not matter).
+  for (std::size_t i = 0; i < changes.size(); ++i) {
+    json receipt = ReadReceipt(files[i + 1]);
+    ASSERT_NO_FATAL_FAILURE(changes[i].apply(files[i + 1], receipt)) << "change " << i;
+    WriteReceipt(files[i + 1], receipt);
+  }
+  const auto expected = [&](std::size_t file) -> std::string {
+    return file >= 1 && file <= changes.size() ? changes[file - 1].step : "";
+  };
+
+  result = Verify("batch.pub.pem", files);
+  EXPECT_EQ(result.exit_code, 1) << result;
+  std::map<std::string, std::string> verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts.size(), files.size()) << result;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (!expected(i).empty()) {
+      EXPECT_THAT(verdicts[files[i]], StartsWith("FAILED (receipt: " + expected(i) + ": "))
+          << files[i];
+    } else {
+      EXPECT_EQ(verdicts[files[i]], "OK") << files[i];
+    }
+  }
+
+  result = Verify("batch.pub.pem", files, /*json_lines=*/true);
+  EXPECT_EQ(result.exit_code, 1) << result;
+  std::istringstream in(result.out);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line); ++n) {
+    ASSERT_LT(n, files.size()) << result;
+    const json verdict = json::parse(line);
+    EXPECT_EQ(verdict["path"], files[n]);
+    if (!expected(n).empty()) {
+      std::string kind = expected(n);
+      std::replace(kind.begin(), kind.end(), ' ', '_');
+      EXPECT_EQ(verdict["ok"], false) << verdict;
+      EXPECT_EQ(verdict["error"]["kind"], kind) << verdict;
+    } else {
+      EXPECT_EQ(verdict["ok"], true) << verdict;
+    }
+  }
+  EXPECT_EQ(n, files.size());
+
+  result = PythonVerify("batch.pub.pem", files);
+  EXPECT_EQ(result.exit_code, 1) << result;
+  verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts.size(), files.size()) << result;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    EXPECT_EQ(verdicts[files[i]], expected(i).empty() ? "OK" : "FAILED (" + expected(i) + ")")
+        << files[i];
+  }
+}
+
+TEST_F(ReceiptTest, AnotherKeysPemIsKeyUnknown) {
+  const std::vector<std::string> files = MakeFiles(3);
+  ProcessResult result = Sign(files);
+  ASSERT_EQ(result.exit_code, 0) << result;
+  ProcessResult pem = Signet({"keys", "show", "default", "--pem", "--socket", socket_});
+  ASSERT_EQ(pem.exit_code, 0) << pem;
+  Make("default.pub.pem", pem.out);
+
+  result = Verify("default.pub.pem", files);
+  EXPECT_EQ(result.exit_code, 1) << result;
+  std::map<std::string, std::string> verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts.size(), files.size()) << result;
+  for (const std::string& file : files) {
+    EXPECT_THAT(verdicts[file], StartsWith("FAILED (receipt: key unknown: ")) << file;
+  }
+  result = PythonVerify("default.pub.pem", files);
+  EXPECT_EQ(result.exit_code, 1) << result;
+  verdicts = Verdicts(result.out);
+  for (const std::string& file : files) {
+    EXPECT_EQ(verdicts[file], "FAILED (key unknown)") << file;
+  }
+
+  // The right key in the same tree still verifies them.
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+  result = Verify("batch.pub.pem", files);
+  EXPECT_EQ(result.exit_code, 0) << result;
+}
+
+TEST_F(ReceiptTest, ExistingReceiptIsKeptAndNotSignedWithoutForce) {
+  const std::string a = Make("a.txt", "artifact a");
+  const std::string b = Make("b.txt", "artifact b");
+  Make("a.txt.receipt", "old receipt");
+  ProcessResult result = Sign({a, b});
+  EXPECT_EQ(result.exit_code, 1) << result;
+  EXPECT_THAT(result.err, HasSubstr("a.txt.receipt exists; use --force")) << result;
+  EXPECT_THAT(result.err, HasSubstr("signed 1 file with key batch"));
+  EXPECT_THAT(result.err, HasSubstr("1 failed"));
+  EXPECT_EQ(ReadFile(dir() / "a.txt.receipt"), "old receipt");
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+  result = Verify("batch.pub.pem", {b});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  for (std::uint64_t seq = 0; seq < log_->stats().tree_size; ++seq) {
+    EXPECT_NE(log_->Get(seq)->artifact_name, "a.txt") << seq;  // nothing was signed for a.txt
+  }
+
+  result = Sign({"--force", a});
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_EQ(ReadReceipt(a)["leaf"]["name"], "a.txt");
+  result = Verify("batch.pub.pem", {a, b});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  result = PythonVerify("batch.pub.pem", {a, b});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  for (const auto& entry : std::filesystem::directory_iterator(dir())) {
+    EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr(".tmp."))) << entry;
+  }
+}
+
+TEST_F(ReceiptTest, RecursiveSkipsReceiptsFoundInDirectories) {
+  std::filesystem::create_directories(dir() / "rel");
+  Make("rel/a", "a");
+  Make("rel/b", "b");
+  ProcessResult result = Sign({"-r", "rel"});
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_THAT(result.err, HasSubstr("signed 2 files"));
+  result = Sign({"-r", "--force", "rel"});
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_THAT(result.err, HasSubstr("signed 2 files"));
+  EXPECT_FALSE(std::filesystem::exists(dir() / "rel/a.receipt.receipt"));
+  EXPECT_FALSE(std::filesystem::exists(dir() / "rel/b.receipt.receipt"));
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+  result = Verify("batch.pub.pem", {"rel/a", "rel/b"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  result = PythonVerify("batch.pub.pem", {"rel/a", "rel/b"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+}
+
+}  // namespace
+}  // namespace signet::cli::testing
