@@ -74,7 +74,15 @@ std::string PolicyText() {
          "principals = [\"uid:" +
          uid +
          "\"]\n"
-         "rate_per_hour = 2\n";
+         "rate_per_hour = 2\n"
+         "\n"
+         "[[rule]]\n"
+         "name = \"dist-artifacts\"\n"
+         "keys = [\"dist-only\"]\n"
+         "principals = [\"uid:" +
+         uid +
+         "\"]\n"
+         "artifacts = [\"dist/**.tar.gz\"]\n";
 }
 
 std::string Sha256Hex(std::string_view data) {
@@ -113,7 +121,7 @@ class ServiceTest : public ::testing::Test {
     auto policy = policy::Policy::Parse(PolicyText(), "test-policy");
     ASSERT_TRUE(policy) << policy.error();
     std::vector<ServiceKey> keys;
-    for (const char* name : {"default", "limited", "restricted"}) {
+    for (const char* name : {"default", "limited", "restricted", "dist-only"}) {
       keys.push_back(ServiceKey{.name = name,
                                 .token = hsm_->token.get(),
                                 .key = hsm_->signing_key,
@@ -303,6 +311,29 @@ TEST_F(ServiceTest, CborRequestGetsCborAnswer) {
   EXPECT_EQ(log_->stats().tree_size, 1u);
 }
 
+// A rule that names artifact patterns: a matching name signs; any other name in the request
+// makes the whole request a denial (audited), and nothing is signed.
+TEST_F(ServiceTest, ArtifactNameNotAllowedIsDeniedAndAudited) {
+  const HttpResult allowed =
+      Post(Body("dist-only", json::array({Item("dist/app-1.0.tar.gz", 1, std::string(64, 'a'))})));
+  EXPECT_EQ(allowed.status, 200) << allowed.body;
+  const HttpResult refused =
+      Post(Body("dist-only", json::array({Item("dist/app-1.0.tar.gz", 1, std::string(64, 'a')),
+                                          Item("secrets/key.pem", 1, std::string(64, 'b'))})));
+  ASSERT_EQ(refused.status, 403) << refused.body;
+  const json answer = json::parse(refused.body);
+  EXPECT_EQ(answer["code"], "denied");
+  EXPECT_FALSE(answer.contains("items"));
+  EXPECT_NE(answer["message"].get<std::string>().find("secrets/key.pem"), std::string::npos)
+      << answer;
+  ASSERT_EQ(log_->stats().tree_size, 2u);  // the signature, then the denial
+  auto record = log_->Get(1);
+  ASSERT_TRUE(record) << record.error();
+  EXPECT_EQ(record->kind, audit::RecordKind::kDeny);
+  EXPECT_EQ(record->key_name, "dist-only");
+  EXPECT_TRUE(record->signature_sha256.empty());
+}
+
 TEST_F(ServiceTest, PrincipalWithoutRuleIsDeniedAndAudited) {
   const HttpResult result =
       Post(Body("restricted", json::array({Item("x", 1, std::string(64, 'a'))})));
@@ -482,7 +513,7 @@ TEST_F(ServiceTest, ListsKeysWithFingerprintAndPem) {
   const HttpResult all = Get("/v1/keys");
   ASSERT_EQ(all.status, 200) << all.body;
   const json keys = json::parse(all.body)["keys"];
-  ASSERT_EQ(keys.size(), 3u);
+  ASSERT_EQ(keys.size(), 4u);
   bool found = false;
   for (const json& key : keys) {
     if (key["name"] == "default") {
@@ -507,7 +538,7 @@ TEST_F(ServiceTest, HealthReportsAuditAndHsm) {
   EXPECT_EQ(health["status"], "ok");
   EXPECT_EQ(health["audit"]["ok"], true);
   ASSERT_EQ(health["hsm"].size(), 1u);
-  EXPECT_EQ(health["hsm"][0]["keys"].size(), 3u);
+  EXPECT_EQ(health["hsm"][0]["keys"].size(), 4u);
   EXPECT_EQ(health["hsm"][0]["ok"], true);
   EXPECT_EQ(health["hsm"][0]["consecutive_failures"], 0);
   EXPECT_FALSE(health["hsm"][0].contains("last_error"));
