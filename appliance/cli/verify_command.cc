@@ -537,7 +537,7 @@ int VerifyCommand::Run(Console& console) {
     struct stat receipt_st {};
     if (!signature && signature.error().code() == ErrorCode::kNotFound &&
         ::stat(receipt_path.c_str(), &receipt_st) == 0) {
-      auto verdict = LoadReceipt(receipt_path, key_bytes->data(), receipt_key, algorithms);
+      auto verdict = LoadReceipt(receipt_path, *key_bytes, receipt_key, algorithms);
       if (!verdict) {
         verdicts[i] = std::move(verdict).error();
         continue;
