@@ -200,7 +200,9 @@ TEST_F(VerifyTest, SigDirMirrorsRelativePaths) {
   EXPECT_EQ(r.exit_code, 1) << r;
   EXPECT_EQ(r.out, "top: FAILED (no signature: neither top.sig nor top.receipt exists)\n");
   r = Verify(pub, {"--sig-dir", "elsewhere", "top"});
-  EXPECT_EQ(r.out, "top: FAILED (no signature: neither elsewhere/top.sig nor elsewhere/top.receipt exists)\n");
+  EXPECT_EQ(
+      r.out,
+      "top: FAILED (no signature: neither elsewhere/top.sig nor elsewhere/top.receipt exists)\n");
 
   r = Verify(pub, {"--sig-dir", "sigs", (dir() / "top").string()});
   EXPECT_EQ(r.exit_code, 2) << r;
@@ -284,7 +286,8 @@ TEST_F(VerifyTest, JsonSaysWhatFailed) {
   EXPECT_EQ(lines[1]["error"]["message"], "signature does not match");
   EXPECT_EQ(lines[2]["ok"], false);
   EXPECT_EQ(lines[2]["error"]["kind"], "no_signature");
-  EXPECT_EQ(lines[2]["error"]["message"], "no signature: neither nosig.sig nor nosig.receipt exists");
+  EXPECT_EQ(lines[2]["error"]["message"],
+            "no signature: neither nosig.sig nor nosig.receipt exists");
 }
 
 TEST_F(VerifyTest, UsageErrors) {
