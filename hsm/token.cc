@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -224,7 +225,9 @@ Status Token::Submit(const KeyHandle& key, SignSpec spec, std::vector<Bytes> inp
   auto shared_key = std::make_shared<const KeyHandle>(key);
   std::vector<Job> jobs;
   const std::size_t count = inputs.size();
-  const std::size_t parts = std::min<std::size_t>(state_->config.sessions, count / kMinPart);
+  // Never more parts than the queue can ever hold, or a large job could never be accepted.
+  const std::size_t parts = std::min({static_cast<std::size_t>(state_->config.sessions),
+                                      count / kMinPart, state_->config.queue_capacity});
   if (parts <= 1) {
     jobs.push_back(Job{std::move(shared_key), spec, std::move(inputs), std::move(done)});
   } else {

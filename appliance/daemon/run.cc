@@ -86,6 +86,7 @@ void PrintDevHelp(const DevState& dev) {
       "/audit.pub.pem\n" + "  sign socket    " + dir + "/sign.sock\n" + "try:\n" +
       "  curl --unix-socket " + dir + "/sign.sock http://localhost/v1/keys\n" +
       "  signet sign --socket " + dir + "/sign.sock --key default FILE\n" +
+      "  signet sign --socket " + dir + "/sign.sock --key batch FILE...   (receipts)\n" +
       "  signet audit export --log " + dir + "/audit -o audit.jsonl && signet audit verify " +
       "audit.jsonl --key-file " + dir + "/audit.pub.pem\n";
   std::fputs(text.c_str(), stderr);

@@ -203,6 +203,26 @@ TEST(SignSplitTest, LargeJobsComeBackWholeAndInOrder) {
   }
 }
 
+// A queue that holds one job still takes a large job: it is split into no more parts than that.
+TEST(SignSplitTest, AQueueOfOneStillTakesALargeJob) {
+  SoftHsmToken token;
+  TokenConfig config = ConfigFor(token, 2);
+  config.queue_capacity = 1;
+  auto hsm = Token::Open(config);
+  ASSERT_TRUE(hsm) << hsm.error();
+  auto key = (*hsm)->GenerateKey("k", KeyType::kEcdsaP256);
+  ASSERT_TRUE(key) << key.error();
+  std::vector<Bytes> inputs;
+  for (int i = 0; i < 100; ++i) {
+    inputs.push_back(Random(32));
+  }
+  auto signatures = (*hsm)->Sign(*key, {Scheme::kEcdsa, Hash::kSha256}, inputs);
+  ASSERT_TRUE(signatures) << signatures.error();
+  ASSERT_EQ(signatures->size(), inputs.size());
+  EXPECT_TRUE(
+      Verifies(key->public_key, {Scheme::kEcdsa, Hash::kSha256}, inputs[99], (*signatures)[99]));
+}
+
 TEST(SignDeadlineTest, AJobNotDoneByTheDeadlineIsReportedAndStillFinishes) {
   SoftHsmToken token;
   auto hsm = Token::Open(ConfigFor(token, 1));
