@@ -6,6 +6,8 @@
 #include <charconv>
 #include <limits>
 
+#include "appliance/cli/internal/console.h"
+
 namespace signet::cli {
 namespace {
 
@@ -81,6 +83,17 @@ Result<std::size_t> ParseChunkSize(std::string_view text) {
                                  text, kMinChunkSize, kMaxChunkSize));
   }
   return static_cast<std::size_t>(*size);
+}
+
+Result<std::uint64_t> ParseCount(std::string_view text, std::string_view option, std::uint64_t min,
+                                 std::uint64_t max) {
+  auto value = ParseWhole(text, option);
+  if (!value || *value < min || *value > max) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("{} '{}': expected a number from {} to {}", option,
+                                 DisplayName(text), min, max));
+  }
+  return *value;
 }
 
 Result<unsigned> ParseJobs(std::string_view text) {

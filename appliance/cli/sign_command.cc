@@ -315,15 +315,8 @@ Result<SignSettings> SignCommand::Validate() const {
   settings.force = force_;
   settings.json = json_;
   if (batch_option_->count() > 0) {
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long n = std::strtoull(batch_size_.c_str(), &end, 10);
-    if (batch_size_.empty() || *end != '\0' || errno != 0 || batch_size_[0] == '-' || n < 1 ||
-        n > kMaxBatch) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("--batch-size '{}': expected a number from 1 to {}",
-                                   DisplayName(batch_size_), kMaxBatch));
-    }
+    SIGNET_ASSIGN_OR_RETURN(const std::uint64_t n,
+                            ParseCount(batch_size_, "--batch-size", 1, kMaxBatch));
     settings.batch_size = static_cast<std::size_t>(n);
     settings.batch_size_given = true;
   }
@@ -331,15 +324,8 @@ Result<SignSettings> SignCommand::Validate() const {
     SIGNET_ASSIGN_OR_RETURN(settings.hash_threads, ParseJobs(jobs_));
   }
   if (requests_option_->count() > 0) {
-    char* end = nullptr;
-    errno = 0;
-    const unsigned long long n = std::strtoull(requests_.c_str(), &end, 10);
-    if (requests_.empty() || *end != '\0' || errno != 0 || requests_[0] == '-' || n < 1 ||
-        n > kMaxRequests) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       fmt::format("--requests '{}': expected a number from 1 to {}",
-                                   DisplayName(requests_), kMaxRequests));
-    }
+    SIGNET_ASSIGN_OR_RETURN(const std::uint64_t n,
+                            ParseCount(requests_, "--requests", 1, kMaxRequests));
     settings.requests = static_cast<unsigned>(n);
   }
   if (out_dir_option_->count() > 0) {

@@ -125,9 +125,35 @@ Status BuildBatches(Group& group, std::size_t max_leaves) {
   return finish();
 }
 
-// Records and answers request `c` of a signed group: for each batch it has leaves in, a `batch`
-// record and its `sign` records; the answer lists only its own batches and items.
-void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c) {
+// A request's leaves in one batch. They are contiguous: requests join a group whole, in order.
+struct LeafRun {
+  std::size_t batch = 0;
+  std::size_t first = 0;
+  std::size_t count = 0;
+};
+
+// Per request of `group`, its runs of leaves, batch by batch (one pass over every leaf).
+std::vector<std::vector<LeafRun>> RunsByCall(const Group& group) {
+  std::vector<std::vector<LeafRun>> runs(group.calls.size());
+  for (std::size_t b = 0; b < group.batches.size(); ++b) {
+    const std::vector<LeafSource>& sources = group.batches[b].sources;
+    for (std::size_t leaf = 0; leaf < sources.size(); ++leaf) {
+      std::vector<LeafRun>& mine = runs[sources[leaf].call];
+      if (!mine.empty() && mine.back().batch == b) {
+        ++mine.back().count;
+      } else {
+        mine.push_back({b, leaf, 1});
+      }
+    }
+  }
+  return runs;
+}
+
+// Records and answers request `c` of a signed group, whose leaves are `runs`: for each batch it
+// has leaves in, a `batch` record and its `sign` records; the answer lists only its own batches
+// and items.
+void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c,
+                     const std::vector<LeafRun>& runs) {
   const std::shared_ptr<SignCall>& call = group->calls[c];
   auto batches_json = std::make_shared<json>(json::array());
   auto items_json = std::make_shared<json>(json::array());
@@ -135,16 +161,8 @@ void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c) {
   auto leaves_per_batch = std::make_shared<std::vector<std::size_t>>();
   std::vector<audit::Record> records;
   records.reserve(call->items.size() + group->batches.size());
-  for (const Batch& batch : group->batches) {
-    std::vector<std::size_t> mine;
-    for (std::size_t leaf = 0; leaf < batch.sources.size(); ++leaf) {
-      if (batch.sources[leaf].call == c) {
-        mine.push_back(leaf);
-      }
-    }
-    if (mine.empty()) {
-      continue;
-    }
+  for (const LeafRun& run : runs) {
+    const Batch& batch = group->batches[run.batch];
     const std::string note_sha256 = Sha256Hex(AsBytes(batch.note));
     audit::Record batch_record = BaseRecord(*call, audit::RecordKind::kBatch);
     batch_record.batch = audit::BatchRef{.id = batch.id,
@@ -161,8 +179,8 @@ void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c) {
                                  {"tree_size", batch.tree.size()},
                                  {"note", batch.note},
                                  {"seq", nullptr}});
-    leaves_per_batch->push_back(mine.size());
-    for (const std::size_t leaf : mine) {
+    leaves_per_batch->push_back(run.count);
+    for (std::size_t leaf = run.first; leaf < run.first + run.count; ++leaf) {
       const SignItem& item = call->items[batch.sources[leaf].item];
       auto proof = batch.tree.InclusionProof(leaf);
       auto leaf_hash = batch.tree.Node(0, leaf);
@@ -252,8 +270,9 @@ void OnGroupSigned(const std::shared_ptr<Group>& group, Result<hsm::Signatures> 
     }
     batch.note = std::move(*note);
   }
+  const std::vector<std::vector<LeafRun>> runs = RunsByCall(*group);
   for (std::size_t c = 0; c < group->calls.size(); ++c) {
-    RecordAndAnswer(group, c);
+    RecordAndAnswer(group, c, runs[c]);
   }
 }
 

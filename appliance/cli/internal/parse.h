@@ -29,6 +29,11 @@ inline constexpr unsigned kMaxJobs = 256;
 // Errors: kInvalidArgument naming --chunk-size and the range.
 [[nodiscard]] Result<std::size_t> ParseChunkSize(std::string_view text);
 
+// ParseCount parses the value of `option`: a whole number from `min` to `max` (digits only).
+// Errors: kInvalidArgument "OPTION 'TEXT': expected a number from MIN to MAX".
+[[nodiscard]] Result<std::uint64_t> ParseCount(std::string_view text, std::string_view option,
+                                               std::uint64_t min, std::uint64_t max);
+
 // ParseJobs parses --jobs: a whole number 0..kMaxJobs. Errors: kInvalidArgument naming --jobs.
 [[nodiscard]] Result<unsigned> ParseJobs(std::string_view text);
 
