@@ -1,0 +1,351 @@
+// The admin API's core: workers, routing, roles, the accept-time peer check, and records.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <utility>
+
+#include "admin/internal/state.h"
+
+namespace signet::admin {
+namespace internal {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::array kRoles = {policy::Role::kAdmin, policy::Role::kApprover,
+                               policy::Role::kAuditor};
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+// Percent-decoding ('+' is a space, as forms send it); a malformed escape is kept as written.
+std::string Unescape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '+') {
+      out.push_back(' ');
+    } else if (c == '%' && i + 2 < text.size() && HexValue(text[i + 1]) >= 0 &&
+               HexValue(text[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexValue(text[i + 1]) * 16 + HexValue(text[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::map<std::string, std::string, std::less<>> ParseQuery(std::string_view query) {
+  std::map<std::string, std::string, std::less<>> out;
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    if (pair.empty()) {
+      continue;
+    }
+    const std::size_t eq = pair.find('=');
+    out[Unescape(pair.substr(0, eq))] =
+        eq == std::string_view::npos ? std::string() : Unescape(pair.substr(eq + 1));
+  }
+  return out;
+}
+
+std::string RoleList(const std::set<policy::Role>& roles) {
+  std::string out;
+  for (const policy::Role role : roles) {
+    out += out.empty() ? "" : ",";
+    out += policy::RoleName(role);
+  }
+  return out;
+}
+
+void HandleHealth(State& state, Call& call) {
+  // The sign socket's health answer, plus the age of the latest checkpoint.
+  net::Request inner;
+  inner.method = "GET";
+  inner.target = "/v1/health";
+  inner.request_id = call.request.request_id;
+  const audit::LogStats stats = state.log.stats();
+  auto respond = call.respond;
+  state.service.Handle(std::move(inner), [respond, stats](net::Response response) {
+    json body = json::parse(response.body, nullptr, false);
+    if (body.is_object() && stats.checkpoint_size > 0) {
+      const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now() - stats.checkpoint_time);
+      body["audit"]["checkpoint_age_ms"] = age.count();
+      response.body = body.dump();
+    }
+    respond(std::move(response));
+  });
+}
+
+void Route(State& state, Call& call) {
+  const std::string& path = call.path;
+  const std::string& method = call.request.method;
+  if (path == "/metrics") {
+    if (method != "GET") {
+      call.respond(net::JsonError(405, "method_not_allowed", "use GET /metrics"));
+      return;
+    }
+    net::Response response;
+    response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    response.body = RenderMetrics(state);
+    call.respond(std::move(response));
+    return;
+  }
+  if (path == "/v1/health") {
+    if (method != "GET") {
+      call.respond(net::JsonError(405, "method_not_allowed", "use GET /v1/health"));
+      return;
+    }
+    HandleHealth(state, call);
+    return;
+  }
+  if (path == "/v1/policy" || path.starts_with("/v1/policy/")) {
+    HandlePolicy(state, call);
+    return;
+  }
+  if (path.starts_with("/v1/audit/")) {
+    HandleAudit(state, call);
+    return;
+  }
+  call.respond(net::JsonError(
+      404, "not_found",
+      "no such endpoint: " + method + " " + path + "; the admin API is described in admin/API.md"));
+}
+
+}  // namespace
+
+policy::Principal PrincipalOf(const net::Peer& peer) {
+  policy::Principal p;
+  if (peer.kind == net::Peer::Kind::kUnix) {
+    p.uid = peer.uid;
+    p.user = peer.user;
+    p.groups = peer.groups;
+  } else {
+    p.cert_subject = peer.cert_subject;
+    p.cert_fingerprint = peer.cert_fingerprint;
+  }
+  return p;
+}
+
+std::set<policy::Role> RolesOf(const policy::Policy& policy, const policy::Principal& principal) {
+  std::set<policy::Role> roles;
+  for (const policy::Role role : kRoles) {
+    if (policy.HasRole(principal, role)) {
+      roles.insert(role);
+    }
+  }
+  return roles;
+}
+
+net::Response JsonResponse(int status, const json& body) {
+  net::Response response;
+  response.status = status;
+  response.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  return response;
+}
+
+net::Response RoleRequired(const Call& call, policy::Role role) {
+  const std::string name(policy::RoleName(role));
+  return JsonResponse(
+      403, json{{"code", "role_required"},
+                {"role", name},
+                {"message", call.request.method + " " + call.path + " needs the " + name +
+                                " role; " + call.who + " has " +
+                                (call.roles.empty() ? "none" : RoleList(call.roles)) +
+                                " (roles are the [roles] table of the policy)"}});
+}
+
+net::Response AuditUnavailable(const Error& error) {
+  return net::JsonError(
+      503, "audit_unavailable",
+      "the audit log cannot record this action, so nothing was changed: " + error.message());
+}
+
+net::Response ErrorResponse(const Error& error) {
+  int status = 500;
+  switch (error.code()) {
+    case ErrorCode::kInvalidArgument:
+      status = 400;
+      break;
+    case ErrorCode::kNotFound:
+      status = 404;
+      break;
+    case ErrorCode::kPermissionDenied:
+      status = 403;
+      break;
+    case ErrorCode::kUnavailable:
+      status = 503;
+      break;
+    default:
+      break;
+  }
+  std::string code(ErrorCodeName(error.code()));
+  std::replace(code.begin(), code.end(), ' ', '_');
+  return net::JsonError(status, code, error.message());
+}
+
+audit::Record ActionRecord(const Call& call, audit::RecordKind kind, std::string decision,
+                           std::string detail) {
+  audit::Record r;
+  r.kind = kind;
+  r.request_id = call.request.request_id;
+  const net::Peer& peer = call.request.peer;
+  r.requester.uid = peer.uid;
+  r.requester.user = peer.user;
+  r.requester.groups = peer.groups;
+  r.peer_pid = peer.pid;
+  r.decision = std::move(decision);
+  r.detail = std::move(detail);
+  return r;
+}
+
+Result<audit::SeqRange> Record(State& state, audit::Record record) {
+  std::vector<audit::Record> records;
+  records.push_back(std::move(record));
+  return state.log.Append(std::move(records), Deadline::In(std::chrono::seconds(30)));
+}
+
+}  // namespace internal
+
+AdminService::AdminService(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+AdminService::~AdminService() {
+  {
+    std::lock_guard lock(state_->queue_mu);
+    state_->stopping = true;
+  }
+  state_->queue_cv.notify_all();
+  for (std::thread& worker : state_->workers) {
+    worker.join();
+  }
+}
+
+Result<std::unique_ptr<AdminService>> AdminService::Create(
+    AdminOptions options, StateStore& store, service::SignService& service, audit::Log& log,
+    std::map<std::string, hsm::Token*> tokens) {
+  if (options.workers == 0 || options.workers > 16) {
+    return MakeError(ErrorCode::kInvalidArgument, "admin workers must be 1 to 16");
+  }
+  if (options.max_records_page == 0) {
+    return MakeError(ErrorCode::kInvalidArgument, "max_records_page must be at least 1");
+  }
+  auto state = std::make_shared<State>(std::move(options), store, service, log, std::move(tokens));
+  for (unsigned i = 0; i < state->options.workers; ++i) {
+    state->workers.emplace_back([raw = state.get()] {
+      for (;;) {
+        std::function<void()> task;
+        {
+          std::unique_lock lock(raw->queue_mu);
+          raw->queue_cv.wait(lock, [raw] { return raw->stopping || !raw->queue.empty(); });
+          if (raw->queue.empty()) {
+            return;  // stopping, and nothing left to answer
+          }
+          task = std::move(raw->queue.front());
+          raw->queue.pop_front();
+        }
+        task();
+      }
+    });
+  }
+  return std::unique_ptr<AdminService>(new AdminService(std::move(state)));
+}
+
+bool AdminService::AcceptPeer(const net::Peer& peer) {
+  const auto policy = state_->service.policy();
+  const policy::Principal principal = internal::PrincipalOf(peer);
+  if (!internal::RolesOf(*policy, principal).empty()) {
+    return true;
+  }
+  const std::string who = policy::PrincipalName(principal);
+  const std::string detail = "admin socket: " + who + " (uid " + std::to_string(peer.uid) +
+                             ", pid " + (peer.pid ? std::to_string(*peer.pid) : "?") +
+                             ") holds no role (admin, approver, auditor) in policy " +
+                             policy->version().substr(0, 12) + "; disconnected";
+  spdlog::warn("{}", detail);
+  audit::Record r;
+  r.kind = audit::RecordKind::kAdmin;
+  r.requester.uid = peer.uid;
+  r.requester.user = peer.user;
+  r.requester.groups = peer.groups;
+  r.peer_pid = peer.pid;
+  r.peer_address = peer.address;
+  r.decision = "deny";
+  r.policy_version = policy->version();
+  r.detail = detail;
+  std::vector<audit::Record> records;
+  records.push_back(std::move(r));
+  // On an I/O thread: submit, never wait.
+  auto submitted = state_->log.Submit(std::move(records), [](Result<audit::SeqRange> committed) {
+    if (!committed) {
+      spdlog::error("admin socket: refused peer not recorded: {}", committed.error().ToString());
+    }
+  });
+  if (!submitted) {
+    spdlog::error("admin socket: refused peer not recorded: {}", submitted.error().ToString());
+  }
+  return false;
+}
+
+void AdminService::Handle(net::Request request, net::Responder respond) {
+  auto call = std::make_shared<internal::Call>();
+  const std::size_t q = request.target.find('?');
+  call->path = request.target.substr(0, q);
+  if (q != std::string::npos) {
+    call->query = internal::ParseQuery(std::string_view(request.target).substr(q + 1));
+  }
+  call->request = std::move(request);
+  call->respond = std::move(respond);
+  State* state = state_.get();
+  {
+    std::lock_guard lock(state->queue_mu);
+    if (state->stopping) {
+      call->respond(net::JsonError(503, "unavailable", "signetd is stopping"));
+      return;
+    }
+    state->queue.push_back([state, call] {
+      // Roles are read again per request: a policy applied since the connection was accepted
+      // counts (a peer who lost every role is refused here).
+      const auto policy = state->service.policy();
+      const policy::Principal principal = internal::PrincipalOf(call->request.peer);
+      call->roles = internal::RolesOf(*policy, principal);
+      call->who = policy::PrincipalName(principal);
+      if (call->roles.empty()) {
+        call->respond(
+            net::JsonError(403, "no_role", call->who + " holds no role in the current policy"));
+        return;
+      }
+      try {
+        internal::Route(*state, *call);
+      } catch (const std::exception& e) {
+        spdlog::error("admin request {}: {}", call->request.request_id, e.what());
+        call->respond(net::JsonError(500, "internal", e.what()));
+      }
+    });
+  }
+  state->queue_cv.notify_one();
+}
+
+net::Handler AdminService::handler() {
+  return [this](net::Request request, net::Responder respond) {
+    Handle(std::move(request), std::move(respond));
+  };
+}
+
+}  // namespace signet::admin

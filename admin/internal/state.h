@@ -1,0 +1,96 @@
+// admin/internal/state.h: what the admin API's files share: the service's state, one request in
+// flight (Call), and the helpers that check roles, record actions and answer.
+//   admin.cc       workers, routing, roles, AcceptPeer, records
+//   policy_api.cc  /v1/policy...
+//   audit_api.cc   /v1/audit/...
+//   metrics.cc     /metrics
+#ifndef SIGNET_ADMIN_INTERNAL_STATE_H_
+#define SIGNET_ADMIN_INTERNAL_STATE_H_
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "admin/admin.h"
+
+namespace signet::admin {
+
+struct AdminService::State {
+  AdminOptions options;
+  StateStore& store;
+  service::SignService& service;
+  audit::Log& log;
+  std::map<std::string, hsm::Token*> tokens;
+
+  // Serializes changes (policy apply, key changes) so that versions are numbered in the order
+  // they take effect.
+  std::mutex change_mu;
+
+  // The workers and their queue.
+  std::mutex queue_mu;
+  std::condition_variable queue_cv;
+  std::deque<std::function<void()>> queue;  // guarded by queue_mu
+  bool stopping = false;                    // guarded by queue_mu
+  std::vector<std::thread> workers;
+
+  State(AdminOptions o, StateStore& st, service::SignService& sv, audit::Log& l,
+        std::map<std::string, hsm::Token*> t)
+      : options(std::move(o)), store(st), service(sv), log(l), tokens(std::move(t)) {}
+};
+
+namespace internal {
+
+using State = AdminService::State;
+
+// One admin request on a worker.
+struct Call {
+  net::Request request;
+  std::string path;  // the target without its query
+  // The query's parameters, percent-decoded (a name given twice keeps the last value).
+  std::map<std::string, std::string, std::less<>> query;
+  std::set<policy::Role> roles;  // the peer's roles under the current policy
+  std::string who;               // policy::PrincipalName of the peer: "user:alice", "uid:1000"
+  net::Responder respond;
+
+  bool Has(policy::Role role) const { return roles.contains(role); }
+};
+
+policy::Principal PrincipalOf(const net::Peer& peer);
+std::set<policy::Role> RolesOf(const policy::Policy& policy, const policy::Principal& principal);
+
+net::Response JsonResponse(int status, const nlohmann::json& body);
+// 403 {"code": "role_required", "role": ..., "message": ...}.
+net::Response RoleRequired(const Call& call, policy::Role role);
+net::Response AuditUnavailable(const Error& error);
+// An Error as a response: kInvalidArgument 400, kNotFound 404, kPermissionDenied 403,
+// kUnavailable 503, others 500; {"code": the code's name with '_', "message": ...}.
+net::Response ErrorResponse(const Error& error);
+
+// A record of an admin action by `call`'s peer (requester, request id, pid).
+audit::Record ActionRecord(const Call& call, audit::RecordKind kind, std::string decision,
+                           std::string detail);
+// Appends `record` and waits for the commit (workers may block). Errors: those of Log::Append.
+[[nodiscard]] Result<audit::SeqRange> Record(State& state, audit::Record record);
+
+// audit_api.cc: GET /v1/audit/records, /v1/audit/export, /v1/audit/checkpoint,
+// /v1/audit/consistency. `call.path` starts with "/v1/audit/". Needs the auditor role.
+void HandleAudit(State& state, Call& call);
+
+// policy_api.cc: /v1/policy, /v1/policy/validate, /v1/policy/versions[/N], /v1/policy/explain.
+void HandlePolicy(State& state, Call& call);
+
+// metrics.cc: the Prometheus text exposition (format 0.0.4) of every metric.
+std::string RenderMetrics(State& state);
+
+}  // namespace internal
+}  // namespace signet::admin
+
+#endif  // SIGNET_ADMIN_INTERNAL_STATE_H_

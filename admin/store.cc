@@ -1,0 +1,2 @@
+// The admin state store (LMDB).
+#include "admin/admin.h"
