@@ -159,6 +159,41 @@ Result<Peer> UnixPeer(int fd, std::string address) {
   return peer;
 }
 
+Result<Peer> LocalPeerFor(std::optional<std::uint32_t> uid, std::string_view user_name) {
+  // The account's primary group comes from its passwd entry, as login would set it.
+  std::vector<char> buf(1024);
+  passwd pw{};
+  passwd* found = nullptr;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const std::string name(user_name);
+    const int rc = uid ? getpwuid_r(*uid, &pw, buf.data(), buf.size(), &found)
+                       : getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (rc == ERANGE) {
+      buf.resize(buf.size() * 4);
+      continue;
+    }
+    if (rc != 0) {
+      return MakeError(ErrnoError(rc, "look up user"));
+    }
+    break;
+  }
+  if (found == nullptr) {
+    return MakeError(ErrorCode::kNotFound,
+                     uid ? "no account has uid " + std::to_string(*uid)
+                         : "no account named \"" + std::string(user_name) + "\"");
+  }
+  Peer peer;
+  peer.kind = Peer::Kind::kUnix;
+  peer.uid = found->pw_uid;
+  peer.gid = found->pw_gid;
+  peer.user = found->pw_name;
+  for (gid_t gid : GroupIds(peer.user, found->pw_gid)) {
+    peer.gids.push_back(gid);
+    peer.groups.push_back(GroupName(gid));
+  }
+  return peer;
+}
+
 Result<Peer> TlsPeer(X509* cert, std::string address) {
   if (cert == nullptr) {
     return MakeError(ErrorCode::kCrypto, "the TLS client presented no certificate");
@@ -246,4 +281,8 @@ std::string JsonString(std::string_view s) {
 }
 
 }  // namespace internal
+
+Result<Peer> LocalPeer(std::string_view user) { return internal::LocalPeerFor(std::nullopt, user); }
+Result<Peer> LocalPeer(std::uint32_t uid) { return internal::LocalPeerFor(uid, {}); }
+
 }  // namespace signet::net

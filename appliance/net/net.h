@@ -72,6 +72,12 @@ struct Peer {
   std::string address{};
 };
 
+// The identity a local account would have as a Unix peer: uid, user, primary and supplementary
+// groups, resolved as for a connecting peer (no pid, no address). For the admin API's "explain".
+// Errors: kNotFound (no such account), kIo.
+[[nodiscard]] Result<Peer> LocalPeer(std::string_view user);
+[[nodiscard]] Result<Peer> LocalPeer(std::uint32_t uid);
+
 // Request is one HTTP/1.1 request, read completely (body included) before the Handler sees it.
 struct Request {
   std::string method{};  // "GET", "POST", ...
