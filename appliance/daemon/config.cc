@@ -341,6 +341,12 @@ Status CrossCheck(Config& config, TableReader& top) {
   if (config.listeners.empty()) {
     return top.Fail(nullptr, "listen", "at least one [[listen]] is needed");
   }
+  for (const ListenConfig& listen : config.listeners) {
+    if (!listen.unix_path.empty() && listen.unix_path == config.admin.socket) {
+      return top.Fail(nullptr, "admin.socket",
+                      "is also a [[listen]] socket; the admin socket must be a separate path");
+    }
+  }
   if (config.audit.max_map_size < config.audit.map_size) {
     return top.Fail(nullptr, "audit.max_map_size", "must be at least audit.map_size");
   }
@@ -473,6 +479,23 @@ Result<Config> ParseConfig(std::string_view toml_text, const std::filesystem::pa
     SIGNET_RETURN_IF_ERROR(r.Millis("idle_timeout_ms", l.idle_timeout));
     SIGNET_RETURN_IF_ERROR(r.Millis("request_timeout_ms", l.request_timeout));
     SIGNET_RETURN_IF_ERROR(r.Finish());
+  }
+  SIGNET_ASSIGN_OR_RETURN(const toml::table* admin, top.Table("admin"));
+  if (admin != nullptr) {
+    TableReader r(*admin, "admin", source);
+    SIGNET_RETURN_IF_ERROR(r.Path("socket", config.admin.socket));
+    SIGNET_RETURN_IF_ERROR(r.String("group", config.admin.group));
+    SIGNET_RETURN_IF_ERROR(r.Path("store_dir", config.admin.store_dir));
+    std::uint64_t workers = config.admin.workers;
+    SIGNET_RETURN_IF_ERROR(r.Uint("workers", workers, 1, 16));
+    config.admin.workers = static_cast<unsigned>(workers);
+    SIGNET_RETURN_IF_ERROR(r.Finish());
+  }
+  if (config.admin.socket.empty()) {
+    config.admin.socket = config.state_dir / "admin" / "admin.sock";
+  }
+  if (config.admin.store_dir.empty()) {
+    config.admin.store_dir = config.state_dir / "state";
   }
   SIGNET_RETURN_IF_ERROR(top.Finish());
   SIGNET_RETURN_IF_ERROR(CrossCheck(config, top));

@@ -1,5 +1,6 @@
 // signetd's start-up and shutdown: tokens, keys, audit log, policy, sign service, listeners.
 #include <grp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -8,6 +9,7 @@
 #include <mutex>
 #include <utility>
 
+#include "admin/admin.h"
 #include "appliance/daemon/daemon.h"
 #include "appliance/service/service.h"
 
@@ -31,9 +33,31 @@ Result<std::string> ReadPolicyText(const std::filesystem::path& path) {
   return text;
 }
 
-Result<std::shared_ptr<const policy::Policy>> LoadPolicy(const std::filesystem::path& path) {
-  SIGNET_ASSIGN_OR_RETURN(const std::string text, ReadPolicyText(path));
-  return policy::Policy::Parse(text, path.string());
+// The admin socket's directory: created, or set, mode 0750 (group `gid` when given), so that
+// only the owner and the group can reach the socket at all.
+Status PrepareAdminDir(const std::filesystem::path& dir, std::optional<std::uint32_t> gid) {
+  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    return MakeError(ErrnoError(errno, "create " + dir.string()));
+  }
+  struct stat st {};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return MakeError(ErrnoError(errno, "stat " + dir.string()));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return MakeError(ErrorCode::kInvalidArgument, dir.string() + " is not a directory");
+  }
+  if (st.st_uid != ::geteuid()) {
+    return MakeError(ErrorCode::kPermissionDenied,
+                     dir.string() + " belongs to uid " + std::to_string(st.st_uid) +
+                         ", not to signetd's; remove it or give it to signetd's user");
+  }
+  if (gid && ::chown(dir.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
+    return MakeError(ErrnoError(errno, "chgrp " + dir.string()));
+  }
+  if (::chmod(dir.c_str(), 0750) != 0) {
+    return MakeError(ErrnoError(errno, "chmod 0750 " + dir.string()));
+  }
+  return OkStatus();
 }
 
 Result<hsm::SignSpec> SpecFor(const KeyConfig& key, hsm::KeyType type) {
@@ -104,12 +128,15 @@ Result<std::uint32_t> GroupId(const std::string& name) {
 struct Daemon::State {
   Config config;
   std::function<void(std::string_view)> log;
-  // Destroyed in reverse: server, service, log, signer, tokens.
+  // Destroyed in reverse: servers, admin, service, store, log, signer, tokens.
   std::map<std::string, std::unique_ptr<hsm::Token>> tokens;
   std::shared_ptr<service::HsmNoteSigner> note_signer;
   std::unique_ptr<audit::Log> audit_log;
+  std::unique_ptr<admin::StateStore> store;
   std::unique_ptr<service::SignService> service;
+  std::unique_ptr<admin::AdminService> admin;
   std::unique_ptr<net::Server> server;
+  std::unique_ptr<net::Server> admin_server;
   bool started = false;  // the startup record was written
   bool stopped = false;
 
@@ -230,12 +257,26 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
         std::to_string(s.audit_log->stats().tree_size) + " records, checkpoints to " +
         config.audit.checkpoint_file.string() + " (origin " + config.audit.origin + ")");
 
-  auto policy = LoadPolicy(config.policy_file);
+  auto store = admin::StateStore::Open(config.admin.store_dir);
+  if (!store) {
+    return MakeError(std::move(store).error().WithContext("state store"));
+  }
+  s.store = std::move(*store);
+  auto seed_text = ReadPolicyText(config.policy_file);
+  if (!seed_text) {
+    return MakeError(std::move(seed_text).error().WithContext("policy"));
+  }
+  auto policy =
+      admin::LoadOrSeedPolicy(*s.store, *s.audit_log, *seed_text, config.policy_file.string());
   if (!policy) {
     return MakeError(std::move(policy).error().WithContext("policy"));
   }
-  s.Say("policy " + config.policy_file.string() + ": version " + (*policy)->version() + ", " +
-        std::to_string((*policy)->rules().size()) + " rules");
+  if (auto latest = s.store->LatestPolicy(); latest && *latest) {
+    s.Say("policy version " + std::to_string((*latest)->number) + " (" + (*policy)->version() +
+          ", " + std::to_string((*policy)->rules().size()) + " rules) from the state store " +
+          config.admin.store_dir.string() + "; applied by " + (*latest)->applied_by + " from " +
+          (*latest)->source);
+  }
   const std::string policy_version = (*policy)->version();
 
   auto service = service::SignService::Create(
@@ -248,6 +289,18 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
     return MakeError(std::move(service).error().WithContext("sign service"));
   }
   s.service = std::move(*service);
+
+  std::map<std::string, hsm::Token*> token_map;
+  for (const auto& [name, token] : s.tokens) {
+    token_map.emplace(name, token.get());
+  }
+  auto admin_service = admin::AdminService::Create(
+      admin::AdminOptions{.host_id = config.host_id, .workers = config.admin.workers}, *s.store,
+      *s.service, *s.audit_log, std::move(token_map));
+  if (!admin_service) {
+    return MakeError(std::move(admin_service).error().WithContext("admin service"));
+  }
+  s.admin = std::move(*admin_service);
 
   net::ServerOptions server_options;
   server_options.limits.max_body_bytes = config.limits.max_body_bytes;
@@ -283,17 +336,49 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
     }
   }
   auto say = s.log;
-  server_options.on_error = [say](const Error& error) {
+  auto server_options_on_error = [say](const Error& error) {
     if (say) {
       say("net: " + error.ToString());
     }
   };
+  server_options.on_error = server_options_on_error;
   const std::size_t tls_count = server_options.tls_listeners.size();
   auto server = net::Server::Start(std::move(server_options), s.service->handler());
   if (!server) {
     return MakeError(std::move(server).error().WithContext("listen"));
   }
   s.server = std::move(*server);
+
+  std::optional<std::uint32_t> admin_gid;
+  if (!config.admin.group.empty()) {
+    auto gid = GroupId(config.admin.group);
+    if (!gid) {
+      return MakeError(std::move(gid).error().WithContext("admin.group"));
+    }
+    admin_gid = *gid;
+  }
+  if (auto prepared = PrepareAdminDir(config.admin.socket.parent_path(), admin_gid); !prepared) {
+    return MakeError(std::move(prepared).error().WithContext("admin socket"));
+  }
+  net::ServerOptions admin_options;
+  admin_options.threads = 1;
+  admin_options.limits.max_body_bytes = 2 * policy::kMaxPolicyBytes;
+  admin_options.limits.max_connections = 64;
+  admin::AdminService* admin_raw = s.admin.get();
+  admin_options.unix_listeners.push_back(net::UnixListenerOptions{
+      .path = config.admin.socket,
+      .mode = 0660,
+      .group = admin_gid,
+      .accept_peer = [admin_raw](const net::Peer& peer) { return admin_raw->AcceptPeer(peer); }});
+  admin_options.on_error = server_options_on_error;
+  auto admin_server = net::Server::Start(std::move(admin_options), s.admin->handler());
+  if (!admin_server) {
+    return MakeError(std::move(admin_server).error().WithContext("admin socket"));
+  }
+  s.admin_server = std::move(*admin_server);
+  s.Say("admin socket unix:" + config.admin.socket.string() + " (directory 0750, socket 0660" +
+        (config.admin.group.empty() ? "" : ", group " + config.admin.group) +
+        "; peers need a role in the policy's [roles])");
   for (std::size_t i = 0, t = 0; i < config.listeners.size(); ++i) {
     const ListenConfig& listen = config.listeners[i];
     if (!listen.unix_path.empty()) {
@@ -319,12 +404,11 @@ Result<std::string> Daemon::ReloadPolicy() {
   if (s.stopped) {
     return MakeError(ErrorCode::kUnavailable, "signetd is stopping");
   }
-  SIGNET_ASSIGN_OR_RETURN(auto policy, LoadPolicy(s.config.policy_file));
-  std::string version = policy->version();
-  s.service->SetPolicy(std::move(policy));
-  s.Record(audit::RecordKind::kPolicy, "policy reloaded from " + s.config.policy_file.string(),
-           version);
-  return version;
+  SIGNET_ASSIGN_OR_RETURN(const std::string text, ReadPolicyText(s.config.policy_file));
+  SIGNET_ASSIGN_OR_RETURN(admin::PolicyVersion applied,
+                          s.admin->ApplyPolicy(text, s.config.policy_file.string(),
+                                               "signetd (SIGHUP)", "re-read the policy file"));
+  return applied.version;
 }
 
 Status Daemon::Stop(Deadline deadline) {
@@ -333,15 +417,21 @@ Status Daemon::Stop(Deadline deadline) {
     return OkStatus();
   }
   s.stopped = true;
+  if (s.admin_server) {
+    s.admin_server->Stop(deadline);
+    s.admin_server.reset();
+  }
   if (s.server) {
     s.server->Stop(deadline);
     s.server.reset();
   }
+  s.admin.reset();
   std::string policy_version;
   if (s.service) {
     policy_version = s.service->policy()->version();
   }
   s.service.reset();
+  s.store.reset();
   Status closed = OkStatus();
   if (s.audit_log) {
     if (s.started) {

@@ -89,6 +89,17 @@ struct LimitsConfig {
   std::chrono::milliseconds request_timeout{300000};
 };
 
+// [admin]: the admin socket and the state store (policy versions, key definitions).
+struct AdminConfig {
+  // Default: <state_dir>/admin/admin.sock. Its directory is created (or set) mode 0750 and the
+  // socket is mode 0660, both owned by `group` when given: group members reach the socket, and
+  // the policy's [roles] decide what they may do.
+  std::filesystem::path socket;
+  std::string group;
+  std::filesystem::path store_dir;  // default: <state_dir>/state
+  unsigned workers = 2;             // threads that run admin requests
+};
+
 struct Config {
   std::filesystem::path source;  // the file it was read from
   std::filesystem::path state_dir = "/var/lib/signet";
@@ -98,6 +109,9 @@ struct Config {
   AuditConfig audit;
   std::vector<ListenConfig> listeners;
   LimitsConfig limits;
+  AdminConfig admin;
+  // Seeds the policy store on the first start; later the newest stored version is in force
+  // (apply new versions through the admin API, or kill -HUP to apply this file again).
   std::filesystem::path policy_file;
 };
 
@@ -130,8 +144,10 @@ class Daemon {
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 
-  // Re-reads the policy file. On success the service uses it for requests that start from now on
-  // and its version is returned; on failure (errors with line numbers) the previous policy stays.
+  // Re-reads the policy file and applies it as a new policy version (stored and recorded as the
+  // admin API's PUT /v1/policy would). On success the service uses it for requests that start
+  // from now on and its version is returned; on failure (errors with line numbers) the previous
+  // policy stays.
   [[nodiscard]] Result<std::string> ReloadPolicy();
 
   // Stops accepting, lets requests in flight finish until `deadline` (they are recorded), closes

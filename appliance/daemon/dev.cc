@@ -195,12 +195,27 @@ Status CreateDevState(const std::filesystem::path& dir) {
   const std::string principal = user.empty() ? "uid:" + std::to_string(::getuid()) : "user:" + user;
   SIGNET_RETURN_IF_ERROR(WriteNewFile(
       dir / "policy.toml",
-      "# signetd --dev: who may sign with which key. Reload with: kill -HUP <signetd pid>\n"
+      "# signetd --dev: who may sign with which key, and who administers. This file seeds the\n"
+      "# policy store on the first start; later apply changes with\n"
+      "#   signet admin policy apply policy.toml   (or: kill -HUP <signetd pid>)\n"
       "[[rule]]\n"
       "name = \"dev-user\"\n"
       "description = \"the user who started signetd --dev signs with every key\"\n"
       "keys = [\"default\", \"batch\"]\n"
       "principals = [" +
+          Quote(principal) +
+          "]\n"
+          "\n"
+          "# The admin socket's roles: admin (policy, keys), approver (approvals), auditor "
+          "(audit).\n"
+          "[roles]\n"
+          "admin = [" +
+          Quote(principal) +
+          "]\n"
+          "approver = [" +
+          Quote(principal) +
+          "]\n"
+          "auditor = [" +
           Quote(principal) + "]\n",
       0600));
 
@@ -252,7 +267,10 @@ Status CreateDevState(const std::filesystem::path& dir) {
       "\n"
       "[[listen]]\n"
       "unix = \"sign.sock\"\n"
-      "mode = \"0660\"\n";
+      "mode = \"0660\"\n"
+      "\n"
+      "# The admin socket is admin/admin.sock (directory 0750) and the policy store is state/,\n"
+      "# both under state_dir; [admin] socket = ..., group = ..., store_dir = ... change them.\n";
   // Written last: its presence means the state is complete.
   return WriteNewFile(dir / "signetd.toml", config, 0600);
 }

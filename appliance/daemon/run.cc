@@ -79,16 +79,19 @@ void PrintDevHelp(const DevState& dev) {
   const std::string text =
       "signetd: --dev state in " + dir + (dev.created ? " (created now)" : " (reused)") + "\n" +
       "  configuration  " + dir + "/signetd.toml\n" + "  policy         " + dir +
-      "/policy.toml (kill -HUP " + std::to_string(::getpid()) + " reloads it)\n" +
+      "/policy.toml seeds the policy store " + dir + "/state\n" +
       "  token          SoftHSM \"signet-dev\" in " + dir + "/tokens (SOFTHSM2_CONF=" + dir +
       "/softhsm2.conf), PINs in " + dir + "/pin and " + dir + "/so-pin\n" + "  audit log      " +
       dir + "/audit, checkpoints in " + dir + "/checkpoints, public key " + dir +
-      "/audit.pub.pem\n" + "  sign socket    " + dir + "/sign.sock\n" + "try:\n" +
-      "  curl --unix-socket " + dir + "/sign.sock http://localhost/v1/keys\n" +
-      "  signet sign --socket " + dir + "/sign.sock --key default FILE\n" +
-      "  signet sign --socket " + dir + "/sign.sock --key batch FILE...   (receipts)\n" +
-      "  signet audit export --log " + dir + "/audit -o audit.jsonl && signet audit verify " +
-      "audit.jsonl --key-file " + dir + "/audit.pub.pem\n";
+      "/audit.pub.pem\n" + "  sign socket    " + dir + "/sign.sock\n" + "  admin socket   " + dir +
+      "/admin/admin.sock (roles in the policy's [roles])\n" + "try:\n" + "  curl --unix-socket " +
+      dir + "/sign.sock http://localhost/v1/keys\n" + "  signet sign --socket " + dir +
+      "/sign.sock --key default FILE\n" + "  signet sign --socket " + dir +
+      "/sign.sock --key batch FILE...   (receipts)\n" + "  signet admin policy show --socket " +
+      dir + "/admin/admin.sock\n" + "  curl --unix-socket " + dir +
+      "/admin/admin.sock http://localhost/metrics\n" + "  signet audit export --log " + dir +
+      "/audit -o audit.jsonl && signet audit verify " + "audit.jsonl --key-file " + dir +
+      "/audit.pub.pem\n";
   std::fputs(text.c_str(), stderr);
   std::fflush(stderr);
 }

@@ -114,6 +114,9 @@ TEST_F(TlsTest, ClientCertificateFromTheConfiguredCaSignsAndIsRecorded) {
   const auto at = config.find(policy_line);
   ASSERT_NE(at, std::string::npos) << config;
   config.replace(at, policy_line.size(), "policy_file = \"tls-policy.toml\"");
+  // A fresh policy store, so that tls-policy.toml seeds it (the dev state's store already holds
+  // the dev policy, which would stay in force).
+  config += "\n[admin]\nstore_dir = \"tls-state\"\n";
   config += "\n[[listen]]\ntls = \"127.0.0.1:" + std::to_string(port) + "\"\ncert = \"" +
             (Pki() / "server.pem").string() + "\"\nkey = \"" + (Pki() / "server.key").string() +
             "\"\nca = \"" + (Pki() / "ca.pem").string() + "\"\n";
