@@ -120,6 +120,10 @@ void Route(State& state, Call& call) {
     HandlePolicy(state, call);
     return;
   }
+  if (path == "/v1/keys" || path.starts_with("/v1/keys/")) {
+    HandleKeys(state, call);
+    return;
+  }
   if (path.starts_with("/v1/audit/")) {
     HandleAudit(state, call);
     return;
@@ -247,6 +251,9 @@ Result<std::unique_ptr<AdminService>> AdminService::Create(
     return MakeError(ErrorCode::kInvalidArgument, "max_records_page must be at least 1");
   }
   auto state = std::make_shared<State>(std::move(options), store, service, log, std::move(tokens));
+  if (auto restored = internal::RestoreKeys(*state); !restored) {
+    return MakeError(std::move(restored).error().WithContext("restore the stored keys"));
+  }
   for (unsigned i = 0; i < state->options.workers; ++i) {
     state->workers.emplace_back([raw = state.get()] {
       for (;;) {

@@ -50,8 +50,28 @@ struct PolicyVersion {
 
 inline constexpr std::size_t kMaxPolicyVersions = 100000;
 
-// StateStore keeps what the admin API changes: policy versions (all of them, numbered) and, later,
-// key definitions. Thread-safe.
+// A key's definition as the admin plane keeps it: every key generated through the admin API, and
+// the enabled state of keys from the configuration's [[key]] tables.
+struct KeyDefinition {
+  std::string name;
+  std::string origin;     // "admin-api" (generated through it) or "config" (a [[key]])
+  std::string hsm;        // the [[hsm]] that holds it (admin-api keys)
+  std::string label;      // its CKA_LABEL there (admin-api keys)
+  std::string algorithm;  // "ecdsa-p256", "ecdsa-p384", "rsa-3072", "rsa-4096"
+  std::string format;     // "raw" or "batch"
+  std::string hash = "sha256";
+  std::string rsa_padding = "pkcs1";
+  std::string fingerprint;  // lower-case hex SHA-256 of the SubjectPublicKeyInfo
+  bool enabled = true;
+  std::string disabled_reason;
+  std::string changed_by;  // who generated, disabled or enabled it last
+  std::int64_t time_us = 0;
+};
+
+inline constexpr std::size_t kMaxKeyDefinitions = 10000;
+
+// StateStore keeps what the admin API changes: policy versions (all of them, numbered) and key
+// definitions. Thread-safe.
 class StateStore {
  public:
   // Opens or creates the LMDB environment in `dir` (created 0700). Errors: kInvalidArgument (a
@@ -70,6 +90,12 @@ class StateStore {
   // Stores `version` as the next number (its `number` is ignored) and returns that number;
   // committed and fsync'd on return. Errors: kInvalidArgument (kMaxPolicyVersions reached), kIo.
   [[nodiscard]] Result<std::uint64_t> AddPolicy(PolicyVersion version);
+
+  // Every key definition, by name. Errors: kIo.
+  [[nodiscard]] Result<std::vector<KeyDefinition>> Keys() const;
+  // Stores (adds or replaces) the definition of `key.name`; committed and fsync'd on return.
+  // Errors: kInvalidArgument (kMaxKeyDefinitions reached), kIo.
+  [[nodiscard]] Status PutKey(const KeyDefinition& key);
 
   struct Impl;
 

@@ -1,10 +1,493 @@
-// GET /v1/audit/records, /v1/audit/export, /v1/audit/checkpoint, /v1/audit/consistency.
+// GET /v1/audit/records, /v1/audit/export, /v1/audit/checkpoint, /v1/audit/consistency (API.md,
+// "Audit"). Reads only, for peers with the auditor role; an export is recorded (kind admin,
+// decision export) before its body is sent.
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
 #include "admin/internal/state.h"
 
 namespace signet::admin::internal {
+namespace {
 
-void HandleAudit(State& /*state*/, Call& call) {
-  call.respond(net::JsonError(501, "not_implemented", "the audit endpoints are not built yet"));
+using nlohmann::json;
+
+constexpr std::size_t kDefaultPage = 100;
+constexpr std::size_t kMaxFilterBytes = 1024;  // key, identity
+constexpr std::size_t kMaxConsistencySizes = 64;
+
+constexpr std::string_view kTimeForms =
+    "µs since the epoch (1795773600000000) or RFC 3339 (2026-11-27T10:00:00Z, "
+    "2026-11-27T10:00:00.123456+01:00)";
+
+net::Response BadParameter(std::string_view name, std::string_view why) {
+  return net::JsonError(400, "invalid_argument", std::string(name) + ": " + std::string(why));
+}
+
+// Refuses parameters the endpoint does not take (a misspelt filter would otherwise select
+// everything).
+std::optional<net::Response> CheckParameters(const Call& call,
+                                             std::initializer_list<std::string_view> accepted) {
+  for (const auto& [name, value] : call.query) {
+    if (std::ranges::find(accepted, name) == accepted.end()) {
+      std::string list;
+      for (std::string_view one : accepted) {
+        list += (list.empty() ? "" : ", ") + std::string(one);
+      }
+      return BadParameter(name, "unknown parameter for GET " + call.path + "; it takes " +
+                                    (list.empty() ? std::string("none") : list));
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> ParseCount(std::string_view text) {
+  std::uint64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || text.size() > 20 || ec != std::errc() || ptr != end) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+// Exactly `count` decimal digits at `*pos`.
+bool TakeDigits(std::string_view text, std::size_t* pos, std::size_t count, int* value) {
+  if (text.size() - *pos < count) {
+    return false;
+  }
+  int v = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    const char c = text[*pos + i];
+    if (c < '0' || c > '9') {
+      return false;
+    }
+    v = v * 10 + (c - '0');
+  }
+  *pos += count;
+  *value = v;
+  return true;
+}
+
+bool TakeChar(std::string_view text, std::size_t* pos, std::string_view one_of) {
+  if (*pos < text.size() && one_of.find(text[*pos]) != std::string_view::npos) {
+    ++*pos;
+    return true;
+  }
+  return false;
+}
+
+// µs since the epoch (an integer, possibly negative), or RFC 3339 §5.6
+// (YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)). Fractions finer than a µs round up: record
+// times are whole µs, so `time >= from` and `time < to` stay exact.
+std::optional<std::int64_t> ParseTime(std::string_view text) {
+  if (text.empty() || text.size() > 64) {
+    return std::nullopt;
+  }
+  if (text.find_first_not_of("-0123456789") == std::string_view::npos) {
+    std::int64_t value = 0;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc() || ptr != text.data() + text.size()) {
+      return std::nullopt;
+    }
+    return value;
+  }
+  std::size_t pos = 0;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!TakeDigits(text, &pos, 4, &year) || !TakeChar(text, &pos, "-") ||
+      !TakeDigits(text, &pos, 2, &month) || !TakeChar(text, &pos, "-") ||
+      !TakeDigits(text, &pos, 2, &day) || !TakeChar(text, &pos, "Tt") ||
+      !TakeDigits(text, &pos, 2, &hour) || !TakeChar(text, &pos, ":") ||
+      !TakeDigits(text, &pos, 2, &minute) || !TakeChar(text, &pos, ":") ||
+      !TakeDigits(text, &pos, 2, &second)) {
+    return std::nullopt;
+  }
+  std::int64_t nanos = 0;
+  if (TakeChar(text, &pos, ".")) {
+    std::size_t digits = 0;
+    for (; pos < text.size() && text[pos] >= '0' && text[pos] <= '9'; ++pos, ++digits) {
+      if (digits == 9) {
+        return std::nullopt;
+      }
+      nanos = nanos * 10 + (text[pos] - '0');
+    }
+    if (digits == 0) {
+      return std::nullopt;
+    }
+    for (; digits < 9; ++digits) {
+      nanos *= 10;
+    }
+  }
+  int offset_seconds = 0;
+  if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
+    const int sign = text[pos++] == '-' ? -1 : 1;
+    int offset_hours = 0, offset_minutes = 0;
+    if (!TakeDigits(text, &pos, 2, &offset_hours) || !TakeChar(text, &pos, ":") ||
+        !TakeDigits(text, &pos, 2, &offset_minutes) || offset_hours > 23 || offset_minutes > 59) {
+      return std::nullopt;
+    }
+    offset_seconds = sign * (offset_hours * 3600 + offset_minutes * 60);
+  } else if (!TakeChar(text, &pos, "Zz")) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year(year),
+                                         std::chrono::month(static_cast<unsigned>(month)),
+                                         std::chrono::day(static_cast<unsigned>(day))};
+  if (pos != text.size() || !date.ok() || hour > 23 || minute > 59 || second > 59) {
+    return std::nullopt;
+  }
+  const std::int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
+  const std::int64_t seconds =
+      days * 86400 + hour * 3600 + minute * 60 + second - std::int64_t{offset_seconds};
+  return seconds * 1'000'000 + (nanos + 999) / 1000;
+}
+
+// The filters of /v1/audit/records and /v1/audit/export, as ExportOptions. The error response
+// names the parameter.
+struct Filters {
+  audit::ExportOptions options;
+  std::optional<net::Response> error;
+};
+
+Filters ParseFilters(const Call& call) {
+  Filters out;
+  audit::ExportOptions& options = out.options;
+  const auto& q = call.query;
+  auto find = [&](std::string_view name) -> const std::string* {
+    auto it = q.find(name);
+    return it == q.end() ? nullptr : &it->second;
+  };
+  if (const std::string* v = find("from_seq")) {
+    auto seq = ParseCount(*v);
+    if (!seq) {
+      out.error = BadParameter("from_seq", "'" + *v + "' is not a sequence number");
+      return out;
+    }
+    options.from_seq = *seq;
+  }
+  if (const std::string* v = find("to_seq")) {
+    auto seq = ParseCount(*v);
+    if (!seq) {
+      out.error = BadParameter("to_seq", "'" + *v + "' is not a sequence number");
+      return out;
+    }
+    options.to_seq = *seq;
+    if (options.from_seq > *seq) {
+      out.error = BadParameter("to_seq", std::to_string(*seq) + " is before from_seq " +
+                                             std::to_string(options.from_seq) +
+                                             " (the range is [from_seq, to_seq))");
+      return out;
+    }
+  }
+  for (auto [name, field] :
+       {std::pair{"from_time", &options.from_time_us}, std::pair{"to_time", &options.to_time_us}}) {
+    if (const std::string* v = find(name)) {
+      auto time = ParseTime(*v);
+      if (!time) {
+        out.error = BadParameter(
+            name, "'" + v->substr(0, 64) + "' is not a time; accepted: " + std::string(kTimeForms));
+        return out;
+      }
+      *field = *time;
+    }
+  }
+  if (options.from_time_us && options.to_time_us && *options.from_time_us > *options.to_time_us) {
+    out.error = BadParameter("to_time", "is before from_time (the range is [from_time, to_time))");
+    return out;
+  }
+  for (auto [name, field] :
+       {std::pair{"key", &options.key}, std::pair{"identity", &options.identity}}) {
+    if (const std::string* v = find(name)) {
+      if (v->empty() || v->size() > kMaxFilterBytes) {
+        out.error = BadParameter(
+            name, "must be 1 to " + std::to_string(kMaxFilterBytes) + " bytes (or left out)");
+        return out;
+      }
+      *field = *v;
+    }
+  }
+  if (const std::string* v = find("digest")) {
+    auto raw = HexDecode(*v);
+    if (!raw || raw->empty() || raw->size() > pipeline::kMaxDigestLength) {
+      out.error = BadParameter(
+          "digest", "'" + v->substr(0, 2 * pipeline::kMaxDigestLength + 2) +
+                        "' is not a hex digest (64 hex digits for sha256; 96 sha384; 128 sha512 "
+                        "or blake2b512)");
+      return out;
+    }
+    options.digest = *v;
+  }
+  return out;
+}
+
+// The log's errors name ExportOptions fields; the API's parameters for times differ.
+net::Response FilterError(const Error& error) {
+  if (error.code() != ErrorCode::kInvalidArgument) {
+    return ErrorResponse(error);
+  }
+  std::string message = error.message();
+  for (auto [field, parameter] :
+       {std::pair{"from_time_us", "from_time"}, std::pair{"to_time_us", "to_time"}}) {
+    for (std::size_t at = message.find(field); at != std::string::npos;
+         at = message.find(field, at + 1)) {
+      message.replace(at, std::string_view(field).size(), parameter);
+    }
+  }
+  return net::JsonError(400, "invalid_argument", message);
+}
+
+json FiltersJson(const audit::ExportOptions& options) {
+  json filters = json::object();
+  if (options.from_seq != 0) {
+    filters["from_seq"] = options.from_seq;
+  }
+  if (options.to_seq) {
+    filters["to_seq"] = *options.to_seq;
+  }
+  if (options.from_time_us) {
+    filters["from_time_us"] = *options.from_time_us;
+  }
+  if (options.to_time_us) {
+    filters["to_time_us"] = *options.to_time_us;
+  }
+  if (!options.key.empty()) {
+    filters["key"] = options.key;
+  }
+  if (!options.identity.empty()) {
+    filters["identity"] = options.identity;
+  }
+  if (!options.digest.empty()) {
+    filters["digest"] = options.digest;
+  }
+  if (!options.consistency_from.empty()) {
+    filters["consistency_from"] = options.consistency_from;
+  }
+  return filters;
+}
+
+void Records(State& state, Call& call) {
+  if (auto bad = CheckParameters(call, {"from_seq", "to_seq", "from_time", "to_time", "key",
+                                        "identity", "digest", "limit"})) {
+    call.respond(std::move(*bad));
+    return;
+  }
+  Filters filters = ParseFilters(call);
+  if (filters.error) {
+    call.respond(std::move(*filters.error));
+    return;
+  }
+  const std::size_t max_page = std::min(state.options.max_records_page, audit::kMaxRecordsLimit);
+  std::size_t limit = std::min(kDefaultPage, max_page);
+  if (auto it = call.query.find("limit"); it != call.query.end()) {
+    auto value = ParseCount(it->second);
+    if (!value || *value == 0 || *value > max_page) {
+      call.respond(BadParameter("limit", "'" + it->second.substr(0, 32) +
+                                             "' is not a page size: 1 to " +
+                                             std::to_string(max_page) + " records"));
+      return;
+    }
+    limit = static_cast<std::size_t>(*value);
+  }
+  auto page = state.log.Records(filters.options, limit);
+  if (!page) {
+    call.respond(FilterError(page.error()));
+    return;
+  }
+  // Each record's canonical bytes are a JSON object already: spliced in as they are.
+  std::string body = "{\"next_seq\":";
+  body += page->next_seq ? std::to_string(*page->next_seq) : "null";
+  body += ",\"records\":[";
+  for (std::size_t i = 0; i < page->records.size(); ++i) {
+    body += i == 0 ? "" : ",";
+    body += page->records[i].bytes;
+  }
+  body += "]}";
+  net::Response response;
+  response.body = std::move(body);
+  call.respond(std::move(response));
+}
+
+void Export(State& state, Call& call) {
+  if (auto bad = CheckParameters(call, {"from_seq", "to_seq", "from_time", "to_time", "key",
+                                        "identity", "digest", "consistency_from"})) {
+    call.respond(std::move(*bad));
+    return;
+  }
+  Filters filters = ParseFilters(call);
+  if (filters.error) {
+    call.respond(std::move(*filters.error));
+    return;
+  }
+  if (auto it = call.query.find("consistency_from"); it != call.query.end()) {
+    std::string_view list = it->second;
+    while (true) {
+      const std::size_t comma = list.find(',');
+      const std::string_view one = list.substr(0, comma);
+      auto size = ParseCount(one);
+      if (!size) {
+        call.respond(BadParameter("consistency_from",
+                                  "'" + std::string(one.substr(0, 32)) +
+                                      "' is not a tree size (give sizes as N or N,M,...)"));
+        return;
+      }
+      if (filters.options.consistency_from.size() == kMaxConsistencySizes) {
+        call.respond(
+            BadParameter("consistency_from",
+                         "at most " + std::to_string(kMaxConsistencySizes) + " sizes per export"));
+        return;
+      }
+      filters.options.consistency_from.push_back(*size);
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      list.remove_prefix(comma + 1);
+    }
+  }
+
+  const std::size_t max_bytes = state.options.max_export_bytes;
+  std::string body;
+  std::uint64_t records = 0;
+  bool too_large = false;
+  bool gone = false;
+  Status exported = state.log.Export(filters.options, [&](std::string_view line) -> Status {
+    if (call.request.cancelled && call.request.cancelled->load()) {
+      gone = true;
+      return MakeError(ErrorCode::kUnavailable, "the client went away");
+    }
+    if (body.size() + line.size() > max_bytes) {
+      too_large = true;
+      return MakeError(ErrorCode::kInvalidArgument, "too large");
+    }
+    records += line.starts_with("{\"index\":") ? 1 : 0;
+    body.append(line);
+    return OkStatus();
+  });
+  if (too_large) {
+    call.respond(net::JsonError(
+        413, "export_too_large",
+        "the export is larger than max_export_bytes (" + std::to_string(max_bytes) +
+            " bytes), which the admin API builds in memory: narrow the filters (from_seq/to_seq, "
+            "from_time/to_time, key, identity, digest) and export in parts, or export on the "
+            "appliance with `signet audit export --log DIR`",
+        "max_export_bytes"));
+    return;
+  }
+  if (gone) {
+    // Nobody reads it, but every call is answered (the server drops it for a closed connection).
+    call.respond(net::JsonError(503, "unavailable", "the client went away during the export"));
+    return;
+  }
+  if (!exported) {
+    call.respond(FilterError(exported.error()));
+    return;
+  }
+  const std::string detail = "audit export through the admin API: filters " +
+                             FiltersJson(filters.options).dump() + ", " + std::to_string(records) +
+                             " records, " + std::to_string(body.size()) + " bytes";
+  auto recorded = Record(state, ActionRecord(call, audit::RecordKind::kAdmin, "export", detail));
+  if (!recorded) {
+    call.respond(AuditUnavailable(recorded.error()));
+    return;
+  }
+  net::Response response;
+  response.content_type = "application/jsonl";
+  response.body = std::move(body);
+  call.respond(std::move(response));
+}
+
+void Checkpoint(State& state, Call& call) {
+  if (auto bad = CheckParameters(call, {})) {
+    call.respond(std::move(*bad));
+    return;
+  }
+  std::string note = state.log.LatestCheckpoint();
+  if (note.empty()) {
+    call.respond(net::JsonError(503, "unavailable",
+                                "the log has no signed checkpoint yet (one is signed soon after "
+                                "the first record); ask again shortly"));
+    return;
+  }
+  net::Response response;
+  response.content_type = "text/plain; charset=utf-8";
+  response.body = std::move(note);
+  call.respond(std::move(response));
+}
+
+void Consistency(State& state, Call& call) {
+  if (auto bad = CheckParameters(call, {"from", "to"})) {
+    call.respond(std::move(*bad));
+    return;
+  }
+  std::uint64_t sizes[2] = {0, 0};
+  const char* names[2] = {"from", "to"};
+  for (int i = 0; i < 2; ++i) {
+    auto it = call.query.find(names[i]);
+    if (it == call.query.end()) {
+      call.respond(BadParameter(names[i],
+                                "required: GET /v1/audit/consistency?from=N&to=M "
+                                "(tree sizes, M at most the latest checkpoint's)"));
+      return;
+    }
+    auto size = ParseCount(it->second);
+    if (!size) {
+      call.respond(BadParameter(names[i], "'" + it->second.substr(0, 32) + "' is not a tree size"));
+      return;
+    }
+    sizes[i] = *size;
+  }
+  auto proof = state.log.ConsistencyProof(sizes[0], sizes[1]);
+  if (!proof) {
+    call.respond(ErrorResponse(proof.error()));
+    return;
+  }
+  json hashes = json::array();
+  for (const pipeline::MerkleHash& hash : *proof) {
+    hashes.push_back(Base64Encode(hash));
+  }
+  call.respond(
+      JsonResponse(200, json{{"from", sizes[0]}, {"to", sizes[1]}, {"proof", std::move(hashes)}}));
+}
+
+}  // namespace
+
+void HandleAudit(State& state, Call& call) {
+  using Handler = void (*)(State&, Call&);
+  constexpr std::pair<std::string_view, Handler> kEndpoints[] = {
+      {"/v1/audit/records", &Records},
+      {"/v1/audit/export", &Export},
+      {"/v1/audit/checkpoint", &Checkpoint},
+      {"/v1/audit/consistency", &Consistency},
+  };
+  const auto* endpoint =
+      std::ranges::find_if(kEndpoints, [&](const auto& entry) { return entry.first == call.path; });
+  if (endpoint == std::end(kEndpoints)) {
+    call.respond(net::JsonError(404, "not_found",
+                                "no such endpoint: " + call.path +
+                                    "; the audit endpoints are /v1/audit/records, "
+                                    "/v1/audit/export, /v1/audit/checkpoint and "
+                                    "/v1/audit/consistency (admin/API.md)"));
+    return;
+  }
+  if (!call.Has(policy::Role::kAuditor)) {
+    call.respond(RoleRequired(call, policy::Role::kAuditor));
+    return;
+  }
+  if (call.request.method != "GET") {
+    net::Response response =
+        net::JsonError(405, "method_not_allowed", "use GET " + call.path + " (it changes nothing)");
+    response.headers.emplace_back("Allow", "GET");
+    call.respond(std::move(response));
+    return;
+  }
+  endpoint->second(state, call);
 }
 
 }  // namespace signet::admin::internal

@@ -2,6 +2,7 @@
 // byte order is numeric):
 //   policy  number (8 bytes) → JSON {"version", "text", "source", "applied_by", "time_us",
 //                                     "comment"}                                   (MDB_APPEND)
+//   keys    name → JSON KeyDefinition
 //   meta    "format" → "1"
 // Durable settings only (no NOSYNC, NOMETASYNC, MAPASYNC, WRITEMAP): a commit is on disk when it
 // returns.
@@ -154,6 +155,7 @@ Result<PolicyVersion> ParseVersion(std::uint64_t number, const MDB_val& val, boo
 struct StateStore::Impl {
   MDB_env* env = nullptr;
   MDB_dbi policy_dbi = 0;
+  MDB_dbi keys_dbi = 0;
   MDB_dbi meta_dbi = 0;
   std::mutex write_mu;  // one writer at a time (LMDB would block; this keeps numbering simple)
 
@@ -189,6 +191,9 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::filesystem::path
   SIGNET_RETURN_IF_ERROR(txn.Begin(impl->env, false));
   if (const int rc = mdb_dbi_open(txn.get(), "policy", MDB_CREATE, &impl->policy_dbi); rc != 0) {
     return MakeError(LmdbError(rc, "open database policy"));
+  }
+  if (const int rc = mdb_dbi_open(txn.get(), "keys", MDB_CREATE, &impl->keys_dbi); rc != 0) {
+    return MakeError(LmdbError(rc, "open database keys"));
   }
   if (const int rc = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &impl->meta_dbi); rc != 0) {
     return MakeError(LmdbError(rc, "open database meta"));
@@ -300,6 +305,84 @@ Result<std::uint64_t> StateStore::AddPolicy(PolicyVersion version) {
   }
   SIGNET_RETURN_IF_ERROR(txn.Commit());
   return number;
+}
+
+Result<std::vector<KeyDefinition>> StateStore::Keys() const {
+  Txn txn;
+  SIGNET_RETURN_IF_ERROR(txn.Begin(impl_->env, true));
+  Cursor cursor;
+  SIGNET_RETURN_IF_ERROR(cursor.Open(txn.get(), impl_->keys_dbi));
+  std::vector<KeyDefinition> out;
+  MDB_val key{};
+  MDB_val value{};
+  for (int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_FIRST); rc != MDB_NOTFOUND;
+       rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
+    if (rc != 0) {
+      return MakeError(LmdbError(rc, "list keys"));
+    }
+    const std::string name(static_cast<const char*>(key.mv_data), key.mv_size);
+    const json j =
+        json::parse(static_cast<const char*>(value.mv_data),
+                    static_cast<const char*>(value.mv_data) + value.mv_size, nullptr, false);
+    if (!j.is_object()) {
+      return MakeError(ErrorCode::kInternal, "admin state store: key \"" + name + "\" is not JSON");
+    }
+    KeyDefinition k;
+    k.name = name;
+    k.origin = j.value("origin", "");
+    k.hsm = j.value("hsm", "");
+    k.label = j.value("label", "");
+    k.algorithm = j.value("algorithm", "");
+    k.format = j.value("format", "");
+    k.hash = j.value("hash", "sha256");
+    k.rsa_padding = j.value("rsa_padding", "pkcs1");
+    k.fingerprint = j.value("fingerprint", "");
+    k.enabled = j.value("enabled", true);
+    k.disabled_reason = j.value("disabled_reason", "");
+    k.changed_by = j.value("changed_by", "");
+    k.time_us = j.value("time_us", std::int64_t{0});
+    out.push_back(std::move(k));
+  }
+  return out;
+}
+
+Status StateStore::PutKey(const KeyDefinition& k) {
+  if (k.name.empty() || k.name.size() > 128) {
+    return MakeError(ErrorCode::kInvalidArgument, "a key name is 1 to 128 characters");
+  }
+  std::lock_guard lock(impl_->write_mu);
+  Txn txn;
+  SIGNET_RETURN_IF_ERROR(txn.Begin(impl_->env, false));
+  MDB_stat stat{};
+  if (const int rc = mdb_stat(txn.get(), impl_->keys_dbi, &stat); rc != 0) {
+    return MakeError(LmdbError(rc, "count keys"));
+  }
+  MDB_val key = Val(k.name);
+  MDB_val existing{};
+  const int found = mdb_get(txn.get(), impl_->keys_dbi, &key, &existing);
+  if (found == MDB_NOTFOUND && stat.ms_entries >= kMaxKeyDefinitions) {
+    return MakeError(ErrorCode::kInvalidArgument, "the admin state store holds " +
+                                                      std::to_string(kMaxKeyDefinitions) +
+                                                      " key definitions, its maximum");
+  }
+  const std::string bytes = json{
+      {"origin", k.origin},
+      {"hsm", k.hsm},
+      {"label", k.label},
+      {"algorithm", k.algorithm},
+      {"format", k.format},
+      {"hash", k.hash},
+      {"rsa_padding", k.rsa_padding},
+      {"fingerprint", k.fingerprint},
+      {"enabled", k.enabled},
+      {"disabled_reason", k.disabled_reason},
+      {"changed_by", k.changed_by},
+      {"time_us", k.time_us}}.dump();
+  MDB_val value = Val(bytes);
+  if (const int rc = mdb_put(txn.get(), impl_->keys_dbi, &key, &value, 0); rc != 0) {
+    return MakeError(LmdbError(rc, "store key " + k.name));
+  }
+  return txn.Commit();
 }
 
 Result<std::shared_ptr<const policy::Policy>> LoadOrSeedPolicy(StateStore& store, audit::Log& log,

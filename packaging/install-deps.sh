@@ -15,6 +15,7 @@ packages=(
   libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
   # Tests and benchmarks.
   libgtest-dev libgmock-dev libbenchmark-dev python3 coreutils findutils procps util-linux time
+  python3-prometheus-client
   # The HSM and PKCS#11 tools.
   softhsm2 opensc
   # Verifiers used by the end-to-end tests (never reimplemented in tests).

@@ -2,6 +2,7 @@
 // flight (Call), and the helpers that check roles, record actions and answer.
 //   admin.cc       workers, routing, roles, AcceptPeer, records
 //   policy_api.cc  /v1/policy...
+//   keys_api.cc    /v1/keys...
 //   audit_api.cc   /v1/audit/...
 //   metrics.cc     /metrics
 #ifndef SIGNET_ADMIN_INTERNAL_STATE_H_
@@ -29,6 +30,9 @@ struct AdminService::State {
   service::SignService& service;
   audit::Log& log;
   std::map<std::string, hsm::Token*> tokens;
+  // Keys generated through the admin API that could not be served at start (the HSM no longer
+  // has them, ...), by name: the reason. Set by Create, read-only afterwards.
+  std::map<std::string, std::string> unloaded_keys;
 
   // Serializes changes (policy apply, key changes) so that versions are numbered in the order
   // they take effect.
@@ -86,6 +90,13 @@ void HandleAudit(State& state, Call& call);
 
 // policy_api.cc: /v1/policy, /v1/policy/validate, /v1/policy/versions[/N], /v1/policy/explain.
 void HandlePolicy(State& state, Call& call);
+
+// keys_api.cc: GET/POST /v1/keys, POST /v1/keys/NAME/disable|enable.
+void HandleKeys(State& state, Call& call);
+// keys_api.cc: serves the keys generated through the admin API and disables the keys stored as
+// disabled (AdminService::Create). A stored key that cannot be loaded is logged and listed, not
+// served. Errors: the store's.
+[[nodiscard]] Status RestoreKeys(State& state);
 
 // metrics.cc: the Prometheus text exposition (format 0.0.4) of every metric.
 std::string RenderMetrics(State& state);

@@ -241,6 +241,18 @@ struct LogStats {
   std::size_t map_size = 0;
   std::size_t map_used = 0;
   bool failed = false;
+  // A histogram as Prometheus exposes it: cumulative[i] counts the observations <= bounds[i],
+  // count all of them (the +Inf bucket), sum their total.
+  struct Histogram {
+    std::vector<double> bounds;  // increasing
+    std::vector<std::uint64_t> cumulative;
+    std::uint64_t count = 0;
+    double sum = 0;
+  };
+  // Over the commits that held records, since open (`commits` of them): seconds from the writer
+  // taking the group to its records being durable, and records per commit (sum: `records`).
+  Histogram commit_latency_seconds;
+  Histogram records_per_commit;
 };
 
 // Which records an export holds. Sequence and time bounds are half-open: [from, to).
@@ -256,6 +268,23 @@ struct ExportOptions {
   // against this one).
   std::vector<std::uint64_t> consistency_from;
 };
+
+// One committed record: its sequence number and its canonical bytes (SerializeRecord's).
+struct StoredRecord {
+  std::uint64_t seq = 0;
+  std::string bytes;
+};
+
+// A page of Log::Records.
+struct RecordPage {
+  std::vector<StoredRecord> records;  // ascending seq
+  // Where the next page starts: ask again with from_seq = next_seq and the same filters. nullopt
+  // when no record committed so far past this page can match (later records may still).
+  std::optional<std::uint64_t> next_seq;
+};
+
+// The largest `limit` Log::Records takes.
+inline constexpr std::size_t kMaxRecordsLimit = 10000;
 
 class Log {
  public:
@@ -296,6 +325,20 @@ class Log {
   // (options), those of `sink` (which stop the export), kIo.
   [[nodiscard]] Status Export(const ExportOptions& options,
                               const std::function<Status(std::string_view line)>& sink) const;
+  // A page of the committed records (also those no signed checkpoint covers yet) that `filter`
+  // selects, with the Export filters' meaning (consistency_from must be empty), in seq order: at
+  // most `limit` records and about 8 MiB of them, plus where the next page starts. Bounded work:
+  // a digest filter reads only the digest index's candidates; otherwise records are read forward
+  // from from_seq (or the first at from_time_us), at most 100,000 per call (then the page may be
+  // short, even empty, with next_seq set: ask again). Runs in short read transactions. Errors:
+  // kInvalidArgument (limit 0 or past kMaxRecordsLimit; the filters, naming the field), kIo.
+  [[nodiscard]] Result<RecordPage> Records(const ExportOptions& filter, std::size_t limit) const;
+  // The RFC 9162 §2.1.4 consistency proof from tree size `from` to tree size `to`, with
+  // 0 < from <= to <= the latest signed checkpoint's size (empty when from == to). Errors:
+  // kInvalidArgument (sizes out of that range, naming them and the checkpoint's size),
+  // kUnavailable (no signed checkpoint yet), kIo.
+  [[nodiscard]] Result<std::vector<pipeline::MerkleHash>> ConsistencyProof(std::uint64_t from,
+                                                                           std::uint64_t to) const;
   // The records whose artifact digest is `hex_digest` (any algorithm), oldest first.
   [[nodiscard]] Result<std::vector<Record>> FindByDigest(std::string_view hex_digest) const;
   // The record with sequence number `seq`. Errors: kNotFound.
@@ -323,6 +366,11 @@ class Log {
 // an audit log), those of Log::Export.
 [[nodiscard]] Status ExportDirectory(const std::filesystem::path& dir, const ExportOptions& options,
                                      const std::function<Status(std::string_view line)>& sink);
+
+// Log::Records on the log in `dir`, opened read-only as ExportDirectory opens it (signetd may have
+// it open). Errors: kNotFound (not an audit log), those of Log::Records.
+[[nodiscard]] Result<RecordPage> RecordsInDirectory(const std::filesystem::path& dir,
+                                                    const ExportOptions& filter, std::size_t limit);
 
 // ---- Offline verification ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "appliance/audit/internal/query.h"
 #include "appliance/audit/internal/store.h"
 #include "pipeline/pipeline.h"
 
@@ -29,6 +30,34 @@ bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
     auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
     return lower(x) == lower(y);
   });
+}
+
+// The text a record's bytes must hold to match a key or identity filter: the name, the user name
+// after "user:", the number after "uid:", or the subject or fingerprint. Empty (no pre-check) when
+// the filter is empty or holds characters that JSON escapes.
+std::string_view Needle(std::string_view filter) {
+  const bool escaped = std::ranges::any_of(
+      filter, [](char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; });
+  return escaped ? std::string_view() : filter;
+}
+std::string_view KeyNeedle(std::string_view key) { return Needle(key); }
+std::string_view IdentityNeedle(std::string_view identity) {
+  for (std::string_view prefix : {std::string_view("user:"), std::string_view("uid:")}) {
+    if (identity.starts_with(prefix)) {
+      return Needle(identity.substr(prefix.size()));
+    }
+  }
+  return Needle(identity);
+}
+// True when `needle` is empty or occurs in `bytes`, ASCII letters compared ignoring case.
+bool MightHold(std::string_view bytes, std::string_view needle) {
+  if (needle.empty()) {
+    return true;
+  }
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  return !std::ranges::search(bytes, needle, [&](char a, char b) {
+            return lower(a) == lower(b);
+          }).empty();
 }
 
 // Canonical: sorted keys (nlohmann's std::map), no spaces. Strings here come from the store and
@@ -51,28 +80,9 @@ struct Plan {
   std::string note;
   Checkpoint checkpoint;
   bool full = false;
-  bool parse_records = false;  // a key or identity filter: each record must be looked into
-  std::string digest_hex;      // lower-case; empty: no digest filter
-  std::uint64_t first = 0;     // the seq range [first, end), within the checkpoint
-  std::uint64_t end = 0;
-  std::optional<std::vector<std::uint64_t>> seqs;  // with a digest filter: the candidates
-  std::string header;                              // the header line
+  Selection selection;  // within the checkpoint
+  std::string header;   // the header line
 };
-
-Status ValidateOptions(const ExportOptions& options) {
-  if (options.to_seq && options.from_seq > *options.to_seq) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "from_seq " + std::to_string(options.from_seq) + " is past to_seq " +
-                         std::to_string(*options.to_seq) + " (the range is [from, to))");
-  }
-  if (options.from_time_us && options.to_time_us && *options.from_time_us > *options.to_time_us) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     "from_time_us " + std::to_string(*options.from_time_us) +
-                         " is after to_time_us " + std::to_string(*options.to_time_us) +
-                         " (the range is [from, to))");
-  }
-  return OkStatus();
-}
 
 json FiltersJson(const ExportOptions& options, std::string_view digest_hex) {
   json filters = json::object();
@@ -103,17 +113,7 @@ json FiltersJson(const ExportOptions& options, std::string_view digest_hex) {
 // Resolves the options in one read transaction: the checkpoint, the range, the consistency proofs.
 Result<Plan> MakePlan(const Store& store, const ExportOptions& options) {
   Plan plan;
-  Bytes digest;
-  if (!options.digest.empty()) {
-    auto decoded = HexDecode(options.digest);
-    if (!decoded) {
-      return MakeError(std::move(decoded).error().WithContext("digest"));
-    }
-    digest = std::move(*decoded);
-    plan.digest_hex = HexEncode(digest);
-  }
   plan.full = IsFullExport(options);
-  plan.parse_records = !options.key.empty() || !options.identity.empty();
 
   SIGNET_ASSIGN_OR_RETURN(ReadView view, store.Read());
   SIGNET_ASSIGN_OR_RETURN(std::optional<std::string> note, view.LatestCheckpoint());
@@ -152,27 +152,11 @@ Result<Plan> MakePlan(const Store& store, const ExportOptions& options) {
     consistency.push_back(json{{"from", from}, {"proof", ProofJson(proof)}});
   }
 
-  plan.first = std::min(options.from_seq, size);
-  plan.end = options.to_seq ? std::min(*options.to_seq, size) : size;
-  // Times never decrease along the log, so a time bound is a seq bound.
-  if (options.from_time_us) {
-    SIGNET_ASSIGN_OR_RETURN(std::uint64_t at, view.FirstSeqAtOrAfter(*options.from_time_us, size));
-    plan.first = std::max(plan.first, at);
-  }
-  if (options.to_time_us) {
-    SIGNET_ASSIGN_OR_RETURN(std::uint64_t at, view.FirstSeqAtOrAfter(*options.to_time_us, size));
-    plan.end = std::min(plan.end, at);
-  }
-  plan.end = std::max(plan.end, plan.first);
-  if (!digest.empty()) {
-    SIGNET_ASSIGN_OR_RETURN(auto seqs, DigestSeqs(view, digest));
-    std::erase_if(seqs, [&](std::uint64_t seq) { return seq < plan.first || seq >= plan.end; });
-    plan.seqs = std::move(seqs);
-  }
+  SIGNET_ASSIGN_OR_RETURN(plan.selection, Select(view, options, size));
 
   json header{{"checkpoint", plan.note},
               {"consistency", std::move(consistency)},
-              {"filters", FiltersJson(options, plan.digest_hex)},
+              {"filters", FiltersJson(options, plan.selection.digest_hex)},
               {"format", kExportFormat},
               {"full", plan.full},
               {"type", "header"}};
@@ -183,14 +167,16 @@ Result<Plan> MakePlan(const Store& store, const ExportOptions& options) {
 // Builds the lines of the next page (from candidate `*next` on), advancing `*next`.
 Result<std::vector<std::string>> ReadPage(const Store& store, const Plan& plan,
                                           const ExportOptions& options, std::uint64_t* next) {
-  const std::uint64_t total = plan.seqs ? plan.seqs->size() : plan.end - plan.first;
+  const Selection& selection = plan.selection;
+  const std::uint64_t total =
+      selection.seqs ? selection.seqs->size() : selection.end - selection.first;
   std::vector<std::string> lines;
   std::size_t bytes = 0;
   SIGNET_ASSIGN_OR_RETURN(ReadView view, store.Read());
   const pipeline::NodeSource nodes = view.Nodes();
   for (std::size_t looked = 0;
        *next < total && looked < kExportPageRecords && bytes < kExportPageBytes; ++looked) {
-    const std::uint64_t seq = plan.seqs ? (*plan.seqs)[*next] : plan.first + *next;
+    const std::uint64_t seq = selection.seqs ? (*selection.seqs)[*next] : selection.first + *next;
     ++*next;
     auto stored = view.Record(seq);
     if (!stored) {
@@ -198,17 +184,9 @@ Result<std::vector<std::string>> ReadPage(const Store& store, const Plan& plan,
           "record " + std::to_string(seq) + " (below the signed checkpoint's size " +
           std::to_string(plan.checkpoint.size) + ")"));
     }
-    if (plan.parse_records) {
-      auto record = ParseRecord(*stored);
-      if (!record) {
-        return MakeError(ErrorCode::kInternal,
-                         "record " + std::to_string(seq) +
-                             " in the store is not canonical: " + record.error().message());
-      }
-      if ((!options.key.empty() && !MatchesKey(*record, options.key)) ||
-          (!options.identity.empty() && !MatchesIdentity(*record, options.identity))) {
-        continue;
-      }
+    SIGNET_ASSIGN_OR_RETURN(const bool selected, Matches(selection, options, seq, *stored));
+    if (!selected) {
+      continue;
     }
     // Built by hand in canonical key order (index < proof < record < type) to spare a json
     // object per record; the verifier re-dumps each line and would catch a difference.
@@ -227,6 +205,76 @@ Result<std::vector<std::string>> ReadPage(const Store& store, const Plan& plan,
 }
 
 }  // namespace
+
+Status ValidateFilter(const ExportOptions& options) {
+  if (options.to_seq && options.from_seq > *options.to_seq) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "from_seq " + std::to_string(options.from_seq) + " is past to_seq " +
+                         std::to_string(*options.to_seq) + " (the range is [from, to))");
+  }
+  if (options.from_time_us && options.to_time_us && *options.from_time_us > *options.to_time_us) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "from_time_us " + std::to_string(*options.from_time_us) +
+                         " is after to_time_us " + std::to_string(*options.to_time_us) +
+                         " (the range is [from, to))");
+  }
+  if (!options.digest.empty()) {
+    if (auto decoded = HexDecode(options.digest); !decoded) {
+      return MakeError(std::move(decoded).error().WithContext("digest"));
+    }
+  }
+  return OkStatus();
+}
+
+Result<Selection> Select(const ReadView& view, const ExportOptions& options, std::uint64_t size) {
+  Selection selection;
+  selection.parse_records = !options.key.empty() || !options.identity.empty();
+  selection.first = std::min(options.from_seq, size);
+  selection.end = options.to_seq ? std::min(*options.to_seq, size) : size;
+  // Times never decrease along the log, so a time bound is a seq bound.
+  if (options.from_time_us) {
+    SIGNET_ASSIGN_OR_RETURN(std::uint64_t at, view.FirstSeqAtOrAfter(*options.from_time_us, size));
+    selection.first = std::max(selection.first, at);
+  }
+  if (options.to_time_us) {
+    SIGNET_ASSIGN_OR_RETURN(std::uint64_t at, view.FirstSeqAtOrAfter(*options.to_time_us, size));
+    selection.end = std::min(selection.end, at);
+  }
+  selection.end = std::max(selection.end, selection.first);
+  if (!options.digest.empty()) {
+    auto digest = HexDecode(options.digest);
+    if (!digest) {
+      return MakeError(std::move(digest).error().WithContext("digest"));
+    }
+    selection.digest_hex = HexEncode(*digest);
+    SIGNET_ASSIGN_OR_RETURN(auto seqs, DigestSeqs(view, *digest));
+    std::erase_if(seqs,
+                  [&](std::uint64_t seq) { return seq < selection.first || seq >= selection.end; });
+    selection.seqs = std::move(seqs);
+  }
+  return selection;
+}
+
+Result<bool> Matches(const Selection& selection, const ExportOptions& options, std::uint64_t seq,
+                     std::string_view bytes) {
+  if (!selection.parse_records) {
+    return true;
+  }
+  // Parsing a record costs far more than a search of its bytes: a record whose bytes do not hold
+  // the filter's text (ignoring case) cannot match it.
+  if (!MightHold(bytes, KeyNeedle(options.key)) ||
+      !MightHold(bytes, IdentityNeedle(options.identity))) {
+    return false;
+  }
+  auto record = ParseRecord(bytes);
+  if (!record) {
+    return MakeError(ErrorCode::kInternal,
+                     "record " + std::to_string(seq) +
+                         " in the store is not canonical: " + record.error().message());
+  }
+  return (options.key.empty() || MatchesKey(*record, options.key)) &&
+         (options.identity.empty() || MatchesIdentity(*record, options.identity));
+}
 
 Result<std::vector<std::uint64_t>> DigestSeqs(const ReadView& view,
                                               std::span<const std::uint8_t> digest) {
@@ -285,12 +333,14 @@ bool MatchesDigest(const Record& record, std::string_view lower_hex) {
 
 Status ExportFrom(const Store& store, const ExportOptions& options,
                   const std::function<Status(std::string_view)>& sink) {
-  SIGNET_RETURN_IF_ERROR(ValidateOptions(options));
+  SIGNET_RETURN_IF_ERROR(ValidateFilter(options));
   SIGNET_ASSIGN_OR_RETURN(Plan plan, MakePlan(store, options));
   SIGNET_RETURN_IF_ERROR(sink(plan.header));
 
   std::uint64_t records = 0;
-  const std::uint64_t total = plan.seqs ? plan.seqs->size() : plan.end - plan.first;
+  const Selection& selection = plan.selection;
+  const std::uint64_t total =
+      selection.seqs ? selection.seqs->size() : selection.end - selection.first;
   for (std::uint64_t next = 0; next < total;) {
     // The page's read transaction ends inside ReadPage: the sink never runs with one open.
     SIGNET_ASSIGN_OR_RETURN(auto lines, ReadPage(store, plan, options, &next));

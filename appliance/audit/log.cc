@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -15,6 +16,7 @@
 
 #include "appliance/audit/internal/checkpoint_file.h"
 #include "appliance/audit/internal/export.h"
+#include "appliance/audit/internal/query.h"
 #include "appliance/audit/internal/record.h"
 #include "appliance/audit/internal/store.h"
 
@@ -26,6 +28,34 @@ using pipeline::MerkleHash;
 
 // How many of the newest records Open re-hashes and compares with their stored leaves.
 constexpr std::uint64_t kTailCheck = 256;
+
+// LogStats' histograms' bucket bounds: seconds, and records.
+constexpr std::array<double, 13> kCommitLatencyBounds = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+constexpr std::array<double, 14> kRecordsPerCommitBounds = {1,   2,   4,   8,    16,   32,   64,
+                                                            128, 256, 512, 1024, 2048, 4096, 8192};
+
+// The bucket of `value` in `bounds` (bounds.size(): above every bound).
+template <std::size_t N>
+std::size_t BucketOf(const std::array<double, N>& bounds, double value) {
+  return static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), value) -
+                                  bounds.begin());
+}
+
+template <std::size_t N>
+LogStats::Histogram Cumulative(const std::array<double, N>& bounds,
+                               const std::array<std::uint64_t, N + 1>& counts, double sum) {
+  LogStats::Histogram h;
+  h.bounds.assign(bounds.begin(), bounds.end());
+  for (std::size_t i = 0; i <= N; ++i) {
+    h.count += counts[i];
+    if (i < N) {
+      h.cumulative.push_back(h.count);
+    }
+  }
+  h.sum = sum;
+  return h;
+}
 
 std::int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -82,6 +112,10 @@ struct Log::State {
   std::uint64_t commits = 0;
   std::uint64_t records_appended = 0;
   std::chrono::microseconds last_commit_latency{0};
+  // LogStats' histograms, per bucket (not cumulative; the last is above every bound).
+  std::array<std::uint64_t, kCommitLatencyBounds.size() + 1> commit_latency_counts{};
+  std::chrono::microseconds commit_latency_sum{0};
+  std::array<std::uint64_t, kRecordsPerCommitBounds.size() + 1> records_per_commit_counts{};
 
   // Writer-owned.
   pipeline::MerkleBuilder builder;
@@ -501,14 +535,21 @@ void Log::State::WriterLoop() {
         latest_checkpoint = std::move(checkpoint->second);
         checkpoint_time = std::chrono::system_clock::now();
       }
-      if (!group.empty()) {
-        ++commits;
-      }
+      std::uint64_t committed_records = 0;
       for (const SeqRange& r : ranges) {
-        records_appended += r.count;
+        committed_records += r.count;
       }
+      records_appended += committed_records;
       last_commit_latency = std::chrono::duration_cast<std::chrono::microseconds>(
           std::chrono::steady_clock::now() - started);
+      if (!group.empty()) {
+        ++commits;
+        ++commit_latency_counts[BucketOf(
+            kCommitLatencyBounds, std::chrono::duration<double>(last_commit_latency).count())];
+        commit_latency_sum += last_commit_latency;
+        ++records_per_commit_counts[BucketOf(kRecordsPerCommitBounds,
+                                             static_cast<double>(committed_records))];
+      }
       in_flight = false;
       committed_cv.notify_all();
       checkpoint_cv.notify_one();
@@ -643,6 +684,15 @@ Status ExportDirectory(const std::filesystem::path& dir, const ExportOptions& op
   return internal::ExportFrom(*store, options, sink);
 }
 
+Result<RecordPage> Log::Records(const ExportOptions& filter, std::size_t limit) const {
+  return internal::ReadRecords(*state_->store, filter, limit);
+}
+
+Result<std::vector<pipeline::MerkleHash>> Log::ConsistencyProof(std::uint64_t from,
+                                                                std::uint64_t to) const {
+  return internal::ReadConsistencyProof(*state_->store, from, to);
+}
+
 Result<std::vector<Record>> Log::FindByDigest(std::string_view hex_digest) const {
   SIGNET_ASSIGN_OR_RETURN(const Bytes raw, HexDecode(hex_digest));
   SIGNET_ASSIGN_OR_RETURN(auto view, state_->store->Read());
@@ -685,6 +735,11 @@ LogStats Log::stats() const {
     stats.checkpoint_time = s.checkpoint_time;
     stats.last_commit_latency = s.last_commit_latency;
     stats.failed = s.failure.has_value();
+    stats.commit_latency_seconds =
+        Cumulative(kCommitLatencyBounds, s.commit_latency_counts,
+                   std::chrono::duration<double>(s.commit_latency_sum).count());
+    stats.records_per_commit = Cumulative(kRecordsPerCommitBounds, s.records_per_commit_counts,
+                                          static_cast<double>(s.records_appended));
   }
   stats.map_size = s.store->map_size();
   stats.map_used = s.store->map_used();

@@ -1,4 +1,5 @@
-// `signet audit`: the parent of `signet audit export` (audit_export_command.cc) and
+// `signet audit`: the parent of `signet audit export` (audit_export_command.cc), `signet audit
+// find` (audit_find_command.cc) and
 // `signet audit verify EXPORT... --key-file PUB.pem`, which checks exports of the audit log offline
 // (no daemon, no LMDB) with audit::VerifyExport, then checks that the exports' checkpoints extend
 // each other with audit::VerifyConsistent.
@@ -16,6 +17,7 @@
 
 #include "appliance/audit/audit.h"
 #include "appliance/cli/cli.h"
+#include "appliance/cli/internal/audit_query.h"
 #include "appliance/cli/internal/command.h"
 
 namespace signet::cli {
@@ -117,7 +119,9 @@ class AuditCommand final : public Command {
   void CheckPair(Console& console, const Checked& older, const Checked& newer, bool* ok);
 
   std::unique_ptr<Command> export_command_ = MakeAuditExportCommand();
+  std::unique_ptr<Command> find_command_ = MakeAuditFindCommand();
   CLI::App* export_ = nullptr;
+  CLI::App* find_ = nullptr;
   CLI::App* verify_ = nullptr;
   std::vector<std::string> exports_;
   std::string key_file_;
@@ -127,9 +131,11 @@ class AuditCommand final : public Command {
 
 CLI::App* AuditCommand::Register(CLI::App& parent) {
   CLI::App* app = parent.add_subcommand(
-      "audit", "Export the tamper-evident audit log, and verify exports offline");
+      "audit",
+      "Export the tamper-evident audit log, verify exports offline, find who signed a file");
   app->require_subcommand(1, 1);
   export_ = export_command_->Register(*app);
+  find_ = find_command_->Register(*app);
   verify_ = app->add_subcommand(
       "verify",
       "Verify audit log exports offline against the audit public key, and that they "
@@ -153,6 +159,9 @@ CLI::App* AuditCommand::Register(CLI::App& parent) {
 int AuditCommand::Run(Console& console) {
   if (export_->parsed()) {
     return export_command_->Run(console);
+  }
+  if (find_->parsed()) {
+    return find_command_->Run(console);
   }
   if (verify_->parsed()) {
     return RunVerify(console);

@@ -1,6 +1,7 @@
-// `signet audit export --log DIR ...`: streams an export of the audit log (audit::ExportDirectory,
-// which opens the LMDB environment read-only next to a running signetd) to standard output, or to
-// a file that appears under its name only once it is complete and fsync'd.
+// `signet audit export (--log DIR | --socket ADMIN_SOCK) ...`: streams an export of the audit log
+// (audit::ExportDirectory, which opens the LMDB environment read-only next to a running signetd;
+// or GET /v1/audit/export on signetd's admin socket) to standard output, or to a file that appears
+// under its name only once it is complete and fsync'd.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -24,7 +25,9 @@
 
 #include "appliance/audit/audit.h"
 #include "appliance/cli/cli.h"
+#include "appliance/cli/internal/audit_query.h"
 #include "appliance/cli/internal/command.h"
+#include "appliance/cli/internal/daemon_client.h"
 
 namespace signet::cli {
 namespace {
@@ -56,9 +59,12 @@ or @SECONDS (Unix time). --identity matches a user name (or user:NAME), uid:N, a
 subject or a certificate fingerprint; --key a key name or fingerprint; --digest an artifact's digest
 under any algorithm.
 
-The log is opened read-only and can be exported while signetd is running. LMDB still needs read
-access to DIR/data.mdb and write access to DIR/lock.mdb: run this as the user signetd runs as, or as
-root.
+With --log DIR the log is opened read-only and can be exported while signetd is running. LMDB
+still needs read access to DIR/data.mdb and write access to DIR/lock.mdb: run this as the user
+signetd runs as, or as root. With --socket ADMIN_SOCK signetd makes the export (GET
+/v1/audit/export on its admin socket; the auditor role in its policy is needed) and records that
+it did; it builds the export in memory and refuses one past its max_export_bytes: narrow the
+selection, or export with --log on the appliance.
 
 With -o FILE the export goes to a temporary file next to FILE, is fsync'd and renamed over FILE: an
 export that fails leaves FILE as it was. A summary line goes to stderr unless --quiet.
@@ -71,6 +77,7 @@ a write error), 2 bad command line.
 
 Examples:
   signet audit export --log /var/lib/signet/audit -o audit-full.jsonl
+  signet audit export --socket /var/lib/signet/admin/admin.sock --key release -o release.jsonl
   signet audit export --log /var/lib/signet/audit --since 2026-11-01T00:00:00Z \
       --until 2026-12-01T00:00:00Z -o november.jsonl
   signet audit export --log /var/lib/signet/audit --digest "$(sha256sum app.tar.gz | cut -c1-64)"
@@ -450,7 +457,13 @@ class AuditExportCommand final : public Command {
   // The message for a failure of ExportDirectory, naming the log and saying what to do.
   std::string Explain(const Error& error) const;
 
+  // With --socket: fetches the export from signetd into `writer`. Errors: the connection's,
+  // kUnavailable (signetd refused: its message), those of `writer`.
+  [[nodiscard]] Status FetchExport(const audit::ExportOptions& options, Tally& tally,
+                                   ExportWriter& writer, std::optional<Error>& write_error);
+
   std::string log_dir_;
+  std::string socket_;
   std::string from_seq_;
   std::string to_seq_;
   std::string since_;
@@ -462,6 +475,8 @@ class AuditExportCommand final : public Command {
   std::string output_;
   bool quiet_ = false;
 
+  CLI::Option* log_option_ = nullptr;
+  CLI::Option* socket_option_ = nullptr;
   CLI::Option* from_seq_option_ = nullptr;
   CLI::Option* to_seq_option_ = nullptr;
   CLI::Option* since_option_ = nullptr;
@@ -475,11 +490,16 @@ CLI::App* AuditExportCommand::Register(CLI::App& parent) {
       "export",
       "Export the audit log with proofs against its latest signed checkpoint (read-only, also "
       "while signetd runs)");
-  app->add_option("--log", log_dir_,
-                  "The audit log's directory (holding data.mdb); needs read access to data.mdb "
-                  "and write access to lock.mdb: run as signetd's user or root")
-      ->type_name("DIR")
-      ->required();
+  log_option_ =
+      app->add_option("--log", log_dir_,
+                      "The audit log's directory (holding data.mdb); needs read access to "
+                      "data.mdb and write access to lock.mdb: run as signetd's user or root")
+          ->type_name("DIR");
+  socket_option_ =
+      app->add_option("--socket", socket_,
+                      "Export through signetd's admin socket instead (admin.sock; needs the "
+                      "auditor role)")
+          ->type_name("ADMIN_SOCK");
   from_seq_option_ =
       app->add_option("--from-seq", from_seq_, "First sequence number to export (inclusive)")
           ->type_name("N");
@@ -522,8 +542,16 @@ CLI::App* AuditExportCommand::Register(CLI::App& parent) {
 
 Result<audit::ExportOptions> AuditExportCommand::Validate() const {
   audit::ExportOptions options;
-  if (log_dir_.empty()) {
+  if ((log_option_->count() > 0) == (socket_option_->count() > 0)) {
+    return MakeError(UsageError(
+        "give --log DIR (the audit log's directory) or --socket ADMIN_SOCK (signetd's admin "
+        "socket), one of them"));
+  }
+  if (log_option_->count() > 0 && log_dir_.empty()) {
     return MakeError(UsageError("--log needs the audit log's directory"));
+  }
+  if (socket_option_->count() > 0 && socket_.empty()) {
+    return MakeError(UsageError("--socket needs the admin socket's path"));
   }
   if (from_seq_option_->count() > 0) {
     SIGNET_ASSIGN_OR_RETURN(options.from_seq, ParseSeq("--from-seq", from_seq_));
@@ -626,7 +654,8 @@ int AuditExportCommand::Run(Console& console) {
                             options.error().message()));
     return kExitUsage;
   }
-  if (auto usable = CheckLogDirectory(); !usable) {
+  const bool remote = socket_option_->count() > 0;
+  if (auto usable = remote ? OkStatus() : CheckLogDirectory(); !usable) {
     console.Error(Explain(usable.error()));
     return kExitFailed;
   }
@@ -646,14 +675,15 @@ int AuditExportCommand::Run(Console& console) {
 
   Tally tally;
   std::optional<Error> write_error;  // the sink's own failure, told apart from the log's
-  Status exported = audit::ExportDirectory(log_dir_, *options, [&](std::string_view line) {
-    tally.See(line);
-    Status written = writer->Write(line);
-    if (!written) {
-      write_error = written.error();
-    }
-    return written;
-  });
+  Status exported = remote ? FetchExport(*options, tally, *writer, write_error)
+                           : audit::ExportDirectory(log_dir_, *options, [&](std::string_view line) {
+                               tally.See(line);
+                               Status written = writer->Write(line);
+                               if (!written) {
+                                 write_error = written.error();
+                               }
+                               return written;
+                             });
   if (exported) {
     if (Status finished = writer->Finish(); !finished) {
       write_error = finished.error();
@@ -662,7 +692,7 @@ int AuditExportCommand::Run(Console& console) {
   }
   if (!exported) {
     if (!write_error) {
-      console.Error(Explain(exported.error()));
+      console.Error(remote ? DisplayName(exported.error().message()) : Explain(exported.error()));
     } else if (output_option_->count() > 0 && !writer->renamed()) {
       console.Error(fmt::format("{} (nothing was written to {})", write_error->message(),
                                 DisplayName(output_)));
@@ -675,6 +705,37 @@ int AuditExportCommand::Run(Console& console) {
     console.Error(tally.Summary(writer->destination()));
   }
   return kExitOk;
+}
+
+Status AuditExportCommand::FetchExport(const audit::ExportOptions& options, Tally& tally,
+                                       ExportWriter& writer, std::optional<Error>& write_error) {
+  Endpoint endpoint;
+  endpoint.socket = socket_;
+  SIGNET_ASSIGN_OR_RETURN(auto client, DaemonClient::Connect(endpoint));
+  const std::string query = AuditFilterQuery(options);
+  SIGNET_ASSIGN_OR_RETURN(HttpAnswer answer,
+                          client->Get("/v1/audit/export" + (query.empty() ? "" : "?" + query)));
+  if (answer.status != 200) {
+    return MakeError(ErrorCode::kUnavailable, DescribeRefusal(answer));
+  }
+  // The body is the export; it must end with its trailer line, or it was cut short.
+  std::string_view body = answer.body;
+  if (!body.ends_with("\n") || body.rfind(R"({"records":)") == std::string_view::npos) {
+    return MakeError(
+        ErrorCode::kUnavailable,
+        fmt::format("signetd's export from {} is truncated (no end line)", DisplayName(socket_)));
+  }
+  while (!body.empty()) {
+    const std::size_t end = body.find('\n') + 1;
+    const std::string_view line = body.substr(0, end);
+    body.remove_prefix(end);
+    tally.See(line);
+    if (Status written = writer.Write(line); !written) {
+      write_error = written.error();
+      return written;
+    }
+  }
+  return OkStatus();
 }
 
 }  // namespace

@@ -24,6 +24,13 @@
 // kept, and its file failed, unless --force.
 // `signet keys list [--json]` and `signet keys show NAME [--pem] [--json]` (same connection
 // options as sign) describe the keys signetd signs with; --pem prints the public key alone.
+// `signet admin policy show|validate FILE|apply FILE [--comment TEXT]|versions|explain
+// --principal P --key K [--tool T] [--artifact NAME...]`, `signet admin keys list|generate NAME
+// --algorithm A --format F [--hsm H]|disable NAME [--reason R]|enable NAME [--reason R]` and
+// `signet admin stats`, each with [--socket PATH] [--json], talk to signetd's admin socket
+// (admin/API.md; default $SIGNET_ADMIN_SOCKET, else ./.signet/admin/admin.sock,
+// /run/signet/admin/admin.sock, /var/lib/signet/admin/admin.sock). --json prints signetd's answer
+// as it is; an invalid policy is reported as "FILE:LINE:COL: message" (exit 1).
 //
 // Caveats:
 // - With one algorithm, output lines are byte-compatible with GNU coreutils 9.1 `sha256sum`

@@ -33,13 +33,14 @@ int main(int argc, char** argv) {
     app.require_subcommand(1, 1);
     app.footer("Run 'signet COMMAND --help' for a command's options.");
 
-    // One line per subcommand; later: keys, admin.
+    // One line per subcommand.
     std::vector<std::unique_ptr<Command>> commands;
     commands.push_back(signet::cli::MakeDigestCommand());
     commands.push_back(signet::cli::MakeSignCommand());
     commands.push_back(signet::cli::MakeKeysCommand());
     commands.push_back(signet::cli::MakeAuditCommand());
     commands.push_back(signet::cli::MakeVerifyCommand());
+    commands.push_back(signet::cli::MakeAdminCommand());
 
     std::vector<std::pair<CLI::App*, Command*>> registered;
     registered.reserve(commands.size());

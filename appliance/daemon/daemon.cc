@@ -60,33 +60,6 @@ Status PrepareAdminDir(const std::filesystem::path& dir, std::optional<std::uint
   return OkStatus();
 }
 
-Result<hsm::SignSpec> SpecFor(const KeyConfig& key, hsm::KeyType type) {
-  hsm::SignSpec spec;
-  if (key.hash == "sha256") {
-    spec.hash = hsm::Hash::kSha256;
-  } else if (key.hash == "sha384") {
-    spec.hash = hsm::Hash::kSha384;
-  } else if (key.hash == "sha512") {
-    spec.hash = hsm::Hash::kSha512;
-  } else {
-    return MakeError(ErrorCode::kInvalidArgument, "unknown hash \"" + key.hash + "\"");
-  }
-  switch (type) {
-    case hsm::KeyType::kEcdsaP256:
-    case hsm::KeyType::kEcdsaP384:
-      spec.scheme = hsm::Scheme::kEcdsa;
-      break;
-    case hsm::KeyType::kRsa3072:
-    case hsm::KeyType::kRsa4096:
-      spec.scheme = key.rsa_padding == "pss" ? hsm::Scheme::kRsaPss : hsm::Scheme::kRsaPkcs1;
-      break;
-    case hsm::KeyType::kEd25519:
-      spec.scheme = hsm::Scheme::kEd25519;
-      break;
-  }
-  return spec;
-}
-
 // "HOST:PORT" or "[V6]:PORT".
 Result<net::TlsListenerOptions> ParseTlsAddress(const std::string& text) {
   const std::size_t colon = text.rfind(':');
@@ -215,7 +188,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
       audit_key.emplace(token, std::move(*key));
       continue;
     }
-    auto spec = SpecFor(key_config, key->type);
+    auto spec = service::MakeSignSpec(key->type, key_config.hash, key_config.rsa_padding);
     if (!spec) {
       return MakeError(std::move(spec).error().WithContext(context));
     }

@@ -270,6 +270,8 @@ void OnGroupSigned(const std::shared_ptr<Group>& group, Result<hsm::Signatures> 
     }
     batch.note = std::move(*note);
   }
+  key.counters->hsm_jobs.fetch_add(1, std::memory_order_relaxed);
+  key.counters->batch_roots.fetch_add(group->batches.size(), std::memory_order_relaxed);
   const std::vector<std::vector<LeafRun>> runs = RunsByCall(*group);
   for (std::size_t c = 0; c < group->calls.size(); ++c) {
     RecordAndAnswer(group, c, runs[c]);
@@ -371,9 +373,8 @@ void BatchGatherer::Loop() {
 }
 
 void SignBatches(const std::shared_ptr<SignCall>& call) {
-  const auto it = call->state->gatherers.find(call->key->key.name);
-  if (it != call->state->gatherers.end()) {
-    it->second->Add(call);
+  if (call->key->gatherer) {
+    call->key->gatherer->Add(call);
     return;
   }
   SignGroup({call});

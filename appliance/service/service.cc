@@ -8,6 +8,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <shared_mutex>
 #include <utility>
 
 #include "appliance/formats/formats.h"
@@ -99,15 +100,19 @@ std::string MediaType(const net::Request& request) {
   return type;
 }
 
-json KeyJson(const KeyEntry& entry) {
-  const ServiceKey& k = entry.key;
-  return json{{"name", k.name},
-              {"algorithm", std::string(hsm::KeyTypeName(k.key.type))},
-              {"scheme", std::string(hsm::SchemeName(k.spec.scheme))},
-              {"hash", std::string(hsm::HashName(k.spec.hash))},
-              {"format", k.format},
-              {"fingerprint", k.key.public_key.fingerprint},
-              {"public_key_pem", k.key.public_key.pem}};
+json KeyJson(const SignService::KeyState& k) {
+  json out{{"name", k.name},
+           {"algorithm", k.algorithm},
+           {"scheme", k.scheme},
+           {"hash", k.hash},
+           {"format", k.format},
+           {"fingerprint", k.fingerprint},
+           {"public_key_pem", k.public_key_pem},
+           {"enabled", k.enabled}};
+  if (!k.enabled && !k.disabled_reason.empty()) {
+    out["disabled_reason"] = k.disabled_reason;
+  }
+  return out;
 }
 
 }  // namespace
@@ -222,6 +227,7 @@ void OnSigned(const std::shared_ptr<SignCall>& call, Result<hsm::Signatures> sig
                             " signatures for " + std::to_string(call->items.size()) + " items"));
     return;
   }
+  call->key->counters->hsm_jobs.fetch_add(1, std::memory_order_relaxed);
   // The hsm module has checked the signatures before releasing them (for RSA always; for ECDSA
   // and Ed25519 unless verify_before_release is off): checking them again here would double the
   // CPU cost of every signature and add nothing.
@@ -268,18 +274,18 @@ void OnSigned(const std::shared_ptr<SignCall>& call, Result<hsm::Signatures> sig
 }
 
 void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::Responder respond) {
-  const std::string media = MediaType(request);
-  if (!media.empty() && media != "application/json" && media != "application/cbor") {
-    respond(net::JsonError(415, "unsupported_media_type",
-                           "send application/json or application/cbor, not " + media));
-    return;
-  }
   auto call = std::make_shared<SignCall>();
   call->state = state;
+  call->respond = internal::CountingResponder(call, std::move(respond));
+  const std::string media = MediaType(request);
+  if (!media.empty() && media != "application/json" && media != "application/cbor") {
+    call->respond(net::JsonError(415, "unsupported_media_type",
+                                 "send application/json or application/cbor, not " + media));
+    return;
+  }
   call->cbor = media == "application/cbor";
   call->peer = std::move(request.peer);
   call->request_id = request.request_id;
-  call->respond = std::move(respond);
 
   auto parsed = internal::ParseSignBody(request.body, call->cbor);
   if (!parsed) {
@@ -294,14 +300,27 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
     call->respond(AuditUnavailable(health.error()));
     return;
   }
-  const auto key_it = state->keys.find(call->envelope.key);
-  if (key_it == state->keys.end()) {
+  call->key = state->FindKey(call->envelope.key);
+  if (call->key == nullptr) {
     const std::string message =
         "no key named \"" + call->envelope.key + "\"; GET /v1/keys lists them";
     DenyAfterAudit(call, "deny", "", "unknown key", net::JsonError(404, "unknown_key", message));
     return;
   }
-  call->key = &key_it->second;
+  if (call->key->disabled.load(std::memory_order_acquire)) {
+    std::string reason;
+    {
+      std::shared_lock lock(state->keys_mu);
+      reason = call->key->disabled_reason;
+    }
+    const std::string& name = call->envelope.key;
+    const std::string message = "key \"" + name + "\" is disabled" +
+                                (reason.empty() ? "" : " (" + reason + ")") +
+                                "; an admin can enable it again: signet admin keys enable " + name;
+    DenyAfterAudit(call, "deny", "", "key disabled" + (reason.empty() ? "" : ": " + reason),
+                   net::JsonError(403, "key_disabled", message));
+    return;
+  }
   const std::size_t max_items = state->options.max_items_per_request;
   if (call->envelope.item_count > max_items) {
     const std::string message = std::to_string(call->envelope.item_count) +
@@ -383,21 +402,23 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
   }
 }
 
-void HandleKeys(const State& state, std::string_view name, net::Responder& respond) {
+void HandleKeys(const std::vector<SignService::KeyState>& keys, std::string_view name,
+                net::Responder& respond) {
   if (name.empty()) {
-    json keys = json::array();
-    for (const auto& [key_name, entry] : state.keys) {
-      keys.push_back(KeyJson(entry));
+    json list = json::array();
+    for (const auto& key : keys) {
+      list.push_back(KeyJson(key));
     }
-    respond(JsonResponse(200, json{{"keys", std::move(keys)}}));
+    respond(JsonResponse(200, json{{"keys", std::move(list)}}));
     return;
   }
-  const auto it = state.keys.find(name);
-  if (it == state.keys.end()) {
+  const auto it = std::find_if(keys.begin(), keys.end(),
+                               [&](const SignService::KeyState& k) { return k.name == name; });
+  if (it == keys.end()) {
     respond(net::JsonError(404, "unknown_key", "no key named \"" + std::string(name) + "\""));
     return;
   }
-  respond(JsonResponse(200, KeyJson(it->second)));
+  respond(JsonResponse(200, KeyJson(*it)));
 }
 
 void HandleHealth(const State& state, net::Responder& respond) {
@@ -416,14 +437,15 @@ void HandleHealth(const State& state, net::Responder& respond) {
   json tokens = json::array();
   bool hsm_ok = true;
   std::set<const hsm::Token*> seen;
+  std::shared_lock keys_lock(state.keys_mu);
   for (const auto& [name, entry] : state.keys) {
-    if (!seen.insert(entry.key.token).second) {
+    if (!seen.insert(entry->key.token).second) {
       continue;
     }
-    const hsm::Token::Stats s = entry.key.token->stats();
+    const hsm::Token::Stats s = entry->key.token->stats();
     json names = json::array();
     for (const auto& [other, e] : state.keys) {
-      if (e.key.token == entry.key.token) {
+      if (e->key.token == entry->key.token) {
         names.push_back(other);
       }
     }
@@ -452,12 +474,94 @@ void HandleHealth(const State& state, net::Responder& respond) {
 
 }  // namespace
 
+namespace {
+
+// A checked entry for `key`: a valid name, a token, a format the key type can serve.
+Result<std::unique_ptr<KeyEntry>> MakeEntry(const State& state, ServiceKey key) {
+  const std::string at = "key \"" + key.name + "\": ";
+  if (!ValidKeyName(key.name)) {
+    return MakeError(ErrorCode::kInvalidArgument, at + "a key name is 1 to 128 of [A-Za-z0-9._-]");
+  }
+  if (key.token == nullptr) {
+    return MakeError(ErrorCode::kInvalidArgument, at + "no token");
+  }
+  auto entry = std::make_unique<KeyEntry>();
+  if (key.format == "batch") {
+    // Batch statements are C2SP notes of type 0x02: ECDSA P-256 over SHA-256.
+    if (key.key.type != hsm::KeyType::kEcdsaP256 || key.spec.scheme != hsm::Scheme::kEcdsa ||
+        key.spec.hash != hsm::Hash::kSha256) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       at + "a batch key must be ecdsa-p256 (signing SHA-256), not " +
+                           std::string(hsm::KeyTypeName(key.key.type)));
+    }
+    entry->origin = formats::BatchOrigin(
+        state.options.host_id.empty() ? "signet" : state.options.host_id, key.name);
+    auto verifier = audit::MakeNoteVerifier(entry->origin, key.key.public_key.spki_der);
+    if (!verifier) {
+      return MakeError(verifier.error().WithContext(at.substr(0, at.size() - 2)));
+    }
+    entry->note_verifier = std::move(*verifier);
+    if (state.options.batch_window.count() > 0) {
+      entry->gatherer = std::make_unique<internal::BatchGatherer>(state.options.batch_window,
+                                                                  state.options.max_batch_leaves);
+    }
+  } else if (key.format != "raw") {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     at + "format \"" + key.format + "\" is not supported (\"raw\" or \"batch\")");
+  } else if (!SchemeFits(key.key.type, key.spec.scheme)) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     at + "a " + std::string(hsm::KeyTypeName(key.key.type)) +
+                         " key cannot sign raw digests with scheme " +
+                         std::string(hsm::SchemeName(key.spec.scheme)));
+  }
+  entry->key = std::move(key);
+  return entry;
+}
+
+}  // namespace
+
+Result<hsm::SignSpec> MakeSignSpec(hsm::KeyType type, std::string_view hash,
+                                   std::string_view rsa_padding) {
+  hsm::SignSpec spec;
+  if (hash == "sha256") {
+    spec.hash = hsm::Hash::kSha256;
+  } else if (hash == "sha384") {
+    spec.hash = hsm::Hash::kSha384;
+  } else if (hash == "sha512") {
+    spec.hash = hsm::Hash::kSha512;
+  } else {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "unknown hash \"" + std::string(hash) + "\" (sha256, sha384 or sha512)");
+  }
+  switch (type) {
+    case hsm::KeyType::kEcdsaP256:
+    case hsm::KeyType::kEcdsaP384:
+      spec.scheme = hsm::Scheme::kEcdsa;
+      break;
+    case hsm::KeyType::kRsa3072:
+    case hsm::KeyType::kRsa4096:
+      if (rsa_padding != "pkcs1" && rsa_padding != "pss") {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "unknown rsa_padding \"" + std::string(rsa_padding) + "\" (pkcs1 or pss)");
+      }
+      spec.scheme = rsa_padding == "pss" ? hsm::Scheme::kRsaPss : hsm::Scheme::kRsaPkcs1;
+      break;
+    case hsm::KeyType::kEd25519:
+      spec.scheme = hsm::Scheme::kEd25519;
+      break;
+  }
+  return spec;
+}
+
 SignService::SignService(std::shared_ptr<State> state) : state_(std::move(state)) {}
 SignService::~SignService() {
   // The gatherers' threads sign what waits and hold calls that hold the state: stop them while
   // the state is certainly alive.
-  for (auto& [name, gatherer] : state_->gatherers) {
-    gatherer->Stop();
+  std::shared_lock lock(state_->keys_mu);
+  for (auto& [name, entry] : state_->keys) {
+    if (entry->gatherer) {
+      entry->gatherer->Stop();
+    }
   }
 }
 
@@ -479,52 +583,53 @@ Result<std::unique_ptr<SignService>> SignService::Create(
   auto state = std::make_shared<State>(std::move(options), log);
   state->policy = std::move(policy);
   for (ServiceKey& key : keys) {
-    const std::string at = "key \"" + key.name + "\": ";
-    if (!ValidKeyName(key.name)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       at + "a key name is 1 to 128 of [A-Za-z0-9._-]");
-    }
-    if (key.token == nullptr) {
-      return MakeError(ErrorCode::kInvalidArgument, at + "no token");
-    }
-    KeyEntry entry;
-    if (key.format == "batch") {
-      // Batch statements are C2SP notes of type 0x02: ECDSA P-256 over SHA-256.
-      if (key.key.type != hsm::KeyType::kEcdsaP256 || key.spec.scheme != hsm::Scheme::kEcdsa ||
-          key.spec.hash != hsm::Hash::kSha256) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         at + "a batch key must be ecdsa-p256 (signing SHA-256), not " +
-                             std::string(hsm::KeyTypeName(key.key.type)));
-      }
-      entry.origin = formats::BatchOrigin(
-          state->options.host_id.empty() ? "signet" : state->options.host_id, key.name);
-      auto verifier = audit::MakeNoteVerifier(entry.origin, key.key.public_key.spki_der);
-      if (!verifier) {
-        return MakeError(verifier.error().WithContext(at.substr(0, at.size() - 2)));
-      }
-      entry.note_verifier = std::move(*verifier);
-    } else if (key.format != "raw") {
-      return MakeError(
-          ErrorCode::kInvalidArgument,
-          at + "format \"" + key.format + "\" is not supported (\"raw\" or \"batch\")");
-    } else if (!SchemeFits(key.key.type, key.spec.scheme)) {
-      return MakeError(ErrorCode::kInvalidArgument,
-                       at + "a " + std::string(hsm::KeyTypeName(key.key.type)) +
-                           " key cannot sign raw digests with scheme " +
-                           std::string(hsm::SchemeName(key.spec.scheme)));
-    }
-    std::string name = key.name;
-    if (key.format == "batch" && state->options.batch_window.count() > 0) {
-      state->gatherers.emplace(
-          name, std::make_unique<internal::BatchGatherer>(state->options.batch_window,
-                                                          state->options.max_batch_leaves));
-    }
-    entry.key = std::move(key);
+    const std::string name = key.name;
+    SIGNET_ASSIGN_OR_RETURN(auto entry, MakeEntry(*state, std::move(key)));
     if (!state->keys.emplace(name, std::move(entry)).second) {
-      return MakeError(ErrorCode::kInvalidArgument, at + "named twice");
+      return MakeError(ErrorCode::kInvalidArgument, "key \"" + name + "\": named twice");
     }
   }
   return std::unique_ptr<SignService>(new SignService(std::move(state)));
+}
+
+Status SignService::AddKey(ServiceKey key) {
+  const std::string name = key.name;
+  SIGNET_ASSIGN_OR_RETURN(auto entry, MakeEntry(*state_, std::move(key)));
+  std::unique_lock lock(state_->keys_mu);
+  if (!state_->keys.emplace(name, std::move(entry)).second) {
+    return MakeError(ErrorCode::kInvalidArgument, "a key named \"" + name + "\" exists");
+  }
+  return OkStatus();
+}
+
+Status SignService::SetKeyEnabled(std::string_view name, bool enabled, std::string reason) {
+  std::unique_lock lock(state_->keys_mu);
+  const auto it = state_->keys.find(name);
+  if (it == state_->keys.end()) {
+    return MakeError(ErrorCode::kNotFound, "no key named \"" + std::string(name) + "\"");
+  }
+  it->second->disabled_reason = enabled ? std::string() : std::move(reason);
+  it->second->disabled.store(!enabled, std::memory_order_release);
+  return OkStatus();
+}
+
+std::vector<SignService::KeyState> SignService::Keys() const {
+  std::vector<KeyState> out;
+  std::shared_lock lock(state_->keys_mu);
+  for (const auto& [name, entry] : state_->keys) {
+    const ServiceKey& k = entry->key;
+    out.push_back(KeyState{.name = name,
+                           .algorithm = std::string(hsm::KeyTypeName(k.key.type)),
+                           .scheme = std::string(hsm::SchemeName(k.spec.scheme)),
+                           .hash = std::string(hsm::HashName(k.spec.hash)),
+                           .format = k.format,
+                           .fingerprint = k.key.public_key.fingerprint,
+                           .public_key_pem = k.key.public_key.pem,
+                           .enabled = !entry->disabled.load(std::memory_order_acquire),
+                           .disabled_reason = entry->disabled_reason,
+                           .token = k.token});
+  }
+  return out;
 }
 
 void SignService::Handle(net::Request request, net::Responder respond) {
@@ -547,7 +652,7 @@ void SignService::Handle(net::Request request, net::Responder respond) {
     if (target == "/v1/health") {
       HandleHealth(*state_, respond);
     } else {
-      HandleKeys(*state_,
+      HandleKeys(Keys(),
                  target == "/v1/keys" ? std::string_view()
                                       : std::string_view(target).substr(kKeysPrefix.size()),
                  respond);

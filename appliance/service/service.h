@@ -43,8 +43,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "appliance/audit/audit.h"
@@ -80,6 +83,60 @@ struct ServiceOptions {
   std::chrono::milliseconds batch_window{0};
 };
 
+// What the service has counted since Create (SignService::metrics): a snapshot; counters only
+// grow. Counted once per POST /v1/sign, when its answer goes out (a GET /v1/sign's 405 is not
+// counted), by the result the answer states:
+//   "signed"        200: every item signed and recorded
+//   "denied"        403 (policy), 404 (unknown key), 413 (too many items)
+//   "rate_limited"  429
+//   "hsm_error"     503 "hsm_unavailable" (the HSM failed and the denial was recorded)
+//   "audit_error"   503 "audit_unavailable" (the log could not record the request or its denial)
+//   "malformed"     400, 415: not audited
+//   "internal"      any other status (500: a batch that could not be built)
+struct ServiceMetrics {
+  // A histogram as Prometheus exposes it.
+  struct Histogram {
+    std::vector<double> bounds;             // upper bounds (seconds), increasing
+    std::vector<std::uint64_t> cumulative;  // [i]: observations <= bounds[i]
+    std::uint64_t count = 0;                // every observation (the +Inf bucket)
+    double sum = 0;
+  };
+  // Requests and their items by key, format and result. `items` counts the request's items when
+  // they were read (signatures released for "signed"; items refused otherwise), 0 when the body
+  // could not be parsed. Key "(unknown)" (format "") holds requests naming a key the service
+  // does not have, and bodies that do not parse. Every configured key has every result (zeros
+  // included); "(unknown)" only results that occurred.
+  struct Outcome {
+    std::string key;
+    std::string format;
+    std::string result;
+    std::uint64_t requests = 0;
+    std::uint64_t items = 0;
+  };
+  // Per configured key: HSM jobs that succeeded (raw keys: one per request; batch keys: one per
+  // group of requests signed together) and, for batch keys, Merkle batch roots signed.
+  struct Key {
+    std::string name;
+    std::string format;
+    std::uint64_t hsm_jobs = 0;
+    std::uint64_t batch_roots = 0;
+  };
+  std::vector<Outcome> outcomes;
+  std::vector<Key> keys;
+  // POST /v1/sign, from Handle to the answer, in seconds.
+  Histogram sign_latency;
+  // Requests answered "denied" by the policy rule that decided (404 and 413 and denials no rule
+  // matched: "none"), and "rate_limited" by the rule whose limit was hit.
+  std::map<std::string, std::uint64_t> denials_by_rule;
+  std::map<std::string, std::uint64_t> rate_limits_by_rule;
+};
+
+// The scheme and hash a key of `type` signs with: ECDSA and Ed25519 by their type, RSA with
+// `rsa_padding` "pkcs1" or "pss"; `hash` "sha256", "sha384" or "sha512". Errors: kInvalidArgument
+// naming the setting.
+[[nodiscard]] Result<hsm::SignSpec> MakeSignSpec(hsm::KeyType type, std::string_view hash,
+                                                 std::string_view rsa_padding);
+
 // SignService answers the sign API. Thread-safe; see the caveats above.
 class SignService {
  public:
@@ -101,6 +158,34 @@ class SignService {
   // Swaps the policy for requests that start from now on. `policy` must not be null.
   void SetPolicy(std::shared_ptr<const policy::Policy> policy);
   std::shared_ptr<const policy::Policy> policy() const;
+
+  // Adds a key while serving (keys generated through the admin API), with Create's checks.
+  // Errors: kInvalidArgument (those checks; a key of that name exists).
+  [[nodiscard]] Status AddKey(ServiceKey key);
+  // Disables or enables the key `name`. A disabled key signs nothing: requests naming it get 403
+  // "key_disabled" with `reason` (and a `deny` record); requests already past that check finish.
+  // Errors: kNotFound.
+  [[nodiscard]] Status SetKeyEnabled(std::string_view name, bool enabled, std::string reason = {});
+
+  // A key as the service holds it.
+  struct KeyState {
+    std::string name;
+    std::string algorithm;  // "ecdsa-p256", ...
+    std::string scheme;
+    std::string hash;
+    std::string format;
+    std::string fingerprint;  // lower-case hex SHA-256 of the SubjectPublicKeyInfo
+    std::string public_key_pem;
+    bool enabled = true;
+    std::string disabled_reason;
+    const hsm::Token* token = nullptr;
+  };
+  // Every key, by name.
+  std::vector<KeyState> Keys() const;
+
+  // The counters (ServiceMetrics). Cheap enough for a scrape every second: it takes one mutex
+  // the sign path holds only when it answers a denial or a rate limit.
+  ServiceMetrics metrics() const;
 
   struct State;
 

@@ -155,13 +155,18 @@ json AdminFixture::Json(const HttpResult& result) {
   return json::parse(result.body, nullptr, false);
 }
 
+HttpResult AdminFixture::SignSocketGet(std::string_view path) {
+  return Curl("--unix-socket " + ShellQuote(sign_socket_.string()) + " " +
+              ShellQuote("http://localhost" + std::string(path)));
+}
+
 HttpResult AdminFixture::Sign(std::string_view name, std::string_view content,
-                              std::string_view tool) {
+                              std::string_view tool, std::string_view key) {
   std::uint8_t raw[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const std::uint8_t*>(content.data()), content.size(), raw);
   const std::string digest = HexEncode(raw);
   const json body{
-      {"key", "default"},
+      {"key", key},
       {"tool", {{"name", tool}, {"version", "1"}}},
       {"items",
        json::array(

@@ -50,7 +50,9 @@ class AdminFixture : public ::testing::Test {
   // POST /v1/sign on sign.sock with one item named `name` whose content is `content`, key
   // "default".
   net::testing::HttpResult Sign(std::string_view name, std::string_view content,
-                                std::string_view tool = "signet");
+                                std::string_view tool = "signet", std::string_view key = "default");
+  // GET on sign.sock.
+  net::testing::HttpResult SignSocketGet(std::string_view path);
 
   // Every committed record, in order (read through the Log of this process).
   std::vector<audit::Record> Records();

@@ -461,6 +461,24 @@ TEST_F(BatchTest, LargeRequestIsSplitIntoBatchesOfMaxBatchLeaves) {
                        RecordKind::kBatch, RecordKind::kSign, RecordKind::kSign, RecordKind::kSign,
                        RecordKind::kBatch, RecordKind::kSign, RecordKind::kSign, RecordKind::kSign,
                        RecordKind::kBatch, RecordKind::kSign}));
+  // Metrics: one HSM job, three roots, seven items signed in one request.
+  const ServiceMetrics metrics = service_->metrics();
+  bool found = false;
+  for (const auto& key : metrics.keys) {
+    if (key.name == "batch") {
+      found = true;
+      EXPECT_EQ(key.format, "batch");
+      EXPECT_EQ(key.hsm_jobs, 1u);
+      EXPECT_EQ(key.batch_roots, 3u);
+    }
+  }
+  EXPECT_TRUE(found);
+  for (const auto& outcome : metrics.outcomes) {
+    if (outcome.key == "batch" && outcome.result == "signed") {
+      EXPECT_EQ(outcome.requests, 1u);
+      EXPECT_EQ(outcome.items, 7u);
+    }
+  }
 }
 
 TEST_F(BatchTest, SingleItemBatchHasEmptyProofAndRootIsTheLeafHash) {

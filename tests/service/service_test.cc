@@ -8,8 +8,10 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -547,6 +549,102 @@ TEST_F(ServiceTest, HealthReportsAuditAndHsm) {
 TEST_F(ServiceTest, UnknownEndpointAndMethod) {
   EXPECT_EQ(Get("/v2/sign").status, 404);
   EXPECT_EQ(Get("/v1/sign").status, 405);
+}
+
+// The (requests, items) ServiceMetrics holds for `key` and `result`; nullopt when it has no entry.
+std::optional<std::pair<std::uint64_t, std::uint64_t>> Outcome(const ServiceMetrics& m,
+                                                               std::string_view key,
+                                                               std::string_view result) {
+  for (const auto& o : m.outcomes) {
+    if (o.key == key && o.result == result) {
+      return std::make_pair(o.requests, o.items);
+    }
+  }
+  return std::nullopt;
+}
+
+TEST_F(ServiceTest, MetricsCountEveryAnswerByKeyResultAndRule) {
+  const ServiceMetrics before = service_->metrics();
+  EXPECT_EQ(before.sign_latency.count, 0u);
+  // Every configured key has every result, at zero.
+  EXPECT_EQ(before.outcomes.size(), 4u * 7u);
+  EXPECT_EQ(Outcome(before, "default", "signed"), std::make_pair(0ul, 0ul));
+  EXPECT_EQ(Outcome(before, "(unknown)", "denied"), std::nullopt);
+
+  for (int i = 0; i < 3; ++i) {
+    const json items =
+        json::array({Item("a" + std::to_string(i), 1, Sha256Hex("a" + std::to_string(i))),
+                     Item("b" + std::to_string(i), 1, Sha256Hex("b" + std::to_string(i)))});
+    ASSERT_EQ(Post(Body("default", items)).status, 200);
+  }
+  const json one = json::array({Item("x", 1, std::string(64, 'a'))});
+  ASSERT_EQ(Post(Body("default", one, "curl-by-hand")).status, 403);
+  ASSERT_EQ(Post(Body("limited", json::array({Item("a", 1, std::string(64, 'a')),
+                                              Item("b", 1, std::string(64, 'b'))})))
+                .status,
+            200);
+  ASSERT_EQ(Post(Body("limited", one)).status, 429);
+  ASSERT_EQ(Post(Body("nope", one)).status, 404);
+  json six = json::array();
+  for (int i = 0; i < 6; ++i) {
+    six.push_back(Item("f" + std::to_string(i), 1, std::string(64, 'c')));
+  }
+  ASSERT_EQ(Post(Body("default", six)).status, 413);
+  ASSERT_EQ(Post(std::string("{")).status, 400);
+  ASSERT_EQ(Post(std::string("x"), "text/plain").status, 415);
+  ASSERT_EQ(Get("/v1/sign").status, 405);  // not a sign request: not counted
+
+  const ServiceMetrics m = service_->metrics();
+  EXPECT_EQ(Outcome(m, "default", "signed"), std::make_pair(3ul, 6ul));
+  EXPECT_EQ(Outcome(m, "default", "denied"), std::make_pair(2ul, 7ul));  // 403 and 413
+  EXPECT_EQ(Outcome(m, "limited", "signed"), std::make_pair(1ul, 2ul));
+  EXPECT_EQ(Outcome(m, "limited", "rate_limited"), std::make_pair(1ul, 1ul));
+  EXPECT_EQ(Outcome(m, "(unknown)", "denied"), std::make_pair(1ul, 1ul));
+  EXPECT_EQ(Outcome(m, "(unknown)", "malformed"), std::make_pair(2ul, 0ul));
+  std::uint64_t requests = 0;
+  for (const auto& o : m.outcomes) {
+    requests += o.requests;
+    if (o.key != "(unknown)") {
+      EXPECT_EQ(o.format, "raw");
+    }
+  }
+  EXPECT_EQ(requests, 10u);
+  EXPECT_EQ(m.denials_by_rule,
+            (std::map<std::string, std::uint64_t>{{"test-signers", 1}, {"none", 2}}));
+  EXPECT_EQ(m.rate_limits_by_rule, (std::map<std::string, std::uint64_t>{{"limited", 1}}));
+  for (const auto& k : m.keys) {
+    EXPECT_EQ(k.hsm_jobs, k.name == "default" ? 3u : k.name == "limited" ? 1u : 0u) << k.name;
+    EXPECT_EQ(k.batch_roots, 0u);
+  }
+
+  const ServiceMetrics::Histogram& h = m.sign_latency;
+  EXPECT_EQ(h.count, 10u);
+  EXPECT_GT(h.sum, 0.0);
+  ASSERT_EQ(h.bounds.size(), h.cumulative.size());
+  for (std::size_t i = 1; i < h.cumulative.size(); ++i) {
+    EXPECT_LT(h.bounds[i - 1], h.bounds[i]);
+    EXPECT_LE(h.cumulative[i - 1], h.cumulative[i]);
+  }
+  EXPECT_EQ(h.cumulative.back(), 10u);  // all under 30 s
+
+  // The audit log's histograms count the commits that held records: 9 records (6 + 2 signed,
+  // 403, 429, 404, 413 denied; malformed ones are not audited) in `commits` commits.
+  const audit::LogStats stats = log_->stats();
+  EXPECT_EQ(stats.records, 6u + 2u + 4u);
+  EXPECT_EQ(stats.records_per_commit.count, stats.commits);
+  EXPECT_EQ(stats.records_per_commit.sum, static_cast<double>(stats.records));
+  EXPECT_EQ(stats.commit_latency_seconds.count, stats.commits);
+  EXPECT_GT(stats.commit_latency_seconds.sum, 0.0);
+  EXPECT_EQ(stats.records_per_commit.cumulative.back(), stats.commits);
+  EXPECT_EQ(stats.records_per_commit.cumulative.front(), 4u);  // the denials: 1 record each
+}
+
+TEST_F(ServiceTest, MetricsCountAuditFailures) {
+  ASSERT_TRUE(log_->Close());
+  ASSERT_EQ(Post(Body("default", json::array({Item("x", 1, std::string(64, 'a'))}))).status, 503);
+  const ServiceMetrics m = service_->metrics();
+  EXPECT_EQ(Outcome(m, "default", "audit_error"), std::make_pair(1ul, 1ul));
+  EXPECT_EQ(Outcome(m, "default", "hsm_error"), std::make_pair(0ul, 0ul));
 }
 
 }  // namespace

@@ -38,6 +38,8 @@ std::unique_ptr<Command> MakeVerifyCommand();
 std::unique_ptr<Command> MakeSignCommand();
 // `signet keys list|show`: the keys signetd signs with (keys_command.cc).
 std::unique_ptr<Command> MakeKeysCommand();
+// `signet admin policy|keys|stats`: the admin socket (admin_command.cc).
+std::unique_ptr<Command> MakeAdminCommand();
 
 }  // namespace signet::cli
 

@@ -3,14 +3,19 @@
 #ifndef SIGNET_APPLIANCE_SERVICE_INTERNAL_CALL_H_
 #define SIGNET_APPLIANCE_SERVICE_INTERNAL_CALL_H_
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <shared_mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -20,12 +25,51 @@
 namespace signet::service {
 namespace internal {
 
-struct KeyEntry {
-  ServiceKey key;
-  // Batch keys: the statements' origin ("<host>/signet-batch/<key>"), which is also the note key
-  // name, and the verifier of the key's notes (each signed root is checked before release).
-  std::string origin;
-  std::optional<audit::NoteVerifier> note_verifier;
+// ---- Metrics (ServiceMetrics) ------------------------------------------------------------------
+
+// A sign request's result, as ServiceMetrics names them (SignResultName), in that order.
+enum class SignResult : std::uint8_t {
+  kSigned,
+  kDenied,
+  kRateLimited,
+  kHsmError,
+  kAuditError,
+  kMalformed,
+  kInternal,
+};
+inline constexpr std::size_t kSignResults = 7;
+std::string_view SignResultName(SignResult result);
+
+// The counters of one key (or of requests for no known key). Atomic: the sign path adds to them
+// once per request, without a lock.
+struct KeyCounters {
+  std::array<std::atomic<std::uint64_t>, kSignResults> requests{};
+  std::array<std::atomic<std::uint64_t>, kSignResults> items{};
+  std::atomic<std::uint64_t> hsm_jobs{0};
+  std::atomic<std::uint64_t> batch_roots{0};
+};
+
+// A latency histogram that the sign path adds to without a lock.
+class LatencyHistogram {
+ public:
+  static constexpr std::array<double, 14> kBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25,  0.5,    1,     2.5,  5,     10,   30};
+  void Observe(std::chrono::steady_clock::duration elapsed);
+  // Cumulative; `count` is the sum of the buckets read, so the +Inf bucket always equals it.
+  ServiceMetrics::Histogram Snapshot() const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBounds.size() + 1> buckets_{};  // last: above all
+  std::atomic<std::uint64_t> sum_ns_{0};
+};
+
+struct Metrics {
+  KeyCounters unknown_key;  // requests naming no key the service has, or that did not parse
+  LatencyHistogram sign_latency;
+  // By rule name ("none" for ""): taken only when a denial or rate limit is answered.
+  mutable std::mutex rules_mu;
+  std::map<std::string, std::uint64_t, std::less<>> denials_by_rule;      // guarded by rules_mu
+  std::map<std::string, std::uint64_t, std::less<>> rate_limits_by_rule;  // guarded by rules_mu
 };
 
 struct SignCall;
@@ -57,18 +101,36 @@ class BatchGatherer {
   std::thread thread_;
 };
 
+// One key the service signs with. Entries are never removed (a key is disabled instead), so a
+// pointer to one stays valid as long as the service.
+struct KeyEntry {
+  ServiceKey key;
+  std::unique_ptr<KeyCounters> counters = std::make_unique<KeyCounters>();
+  // Batch keys: the statements' origin ("<host>/signet-batch/<key>"), which is also the note key
+  // name, and the verifier of the key's notes (each signed root is checked before release).
+  std::string origin;
+  std::optional<audit::NoteVerifier> note_verifier;
+  // Batch keys with a gathering window (ServiceOptions::batch_window > 0). Stopped by
+  // ~SignService, while the state is certainly alive.
+  std::unique_ptr<BatchGatherer> gatherer;
+  // A disabled key signs nothing (SignService::SetKeyEnabled). The reason is guarded by
+  // State::keys_mu.
+  std::atomic<bool> disabled{false};
+  std::string disabled_reason;
+};
+
 }  // namespace internal
 
 struct SignService::State {
   ServiceOptions options;
-  std::map<std::string, internal::KeyEntry, std::less<>> keys;
+  // Keys by name; AddKey inserts while requests read, hence the lock (shared on the sign path).
+  mutable std::shared_mutex keys_mu;
+  std::map<std::string, std::unique_ptr<internal::KeyEntry>, std::less<>> keys;  // keys_mu
   audit::Log& log;
   policy::RateLimiter limiter;
   mutable std::mutex policy_mu;
   std::shared_ptr<const policy::Policy> policy;
-  // Batch keys with a gathering window (ServiceOptions::batch_window > 0), by key name. Stopped
-  // by ~SignService, before the state can go.
-  std::map<std::string, std::unique_ptr<internal::BatchGatherer>, std::less<>> gatherers;
+  internal::Metrics metrics;
 
   State(ServiceOptions o, audit::Log& l)
       : options(std::move(o)), log(l), limiter(options.max_rate_counters) {}
@@ -76,6 +138,12 @@ struct SignService::State {
   std::shared_ptr<const policy::Policy> CurrentPolicy() const {
     std::lock_guard lock(policy_mu);
     return policy;
+  }
+  // The key named `name`, or nullptr.
+  const internal::KeyEntry* FindKey(std::string_view name) const {
+    std::shared_lock lock(keys_mu);
+    const auto it = keys.find(name);
+    return it == keys.end() ? nullptr : it->second.get();
   }
 };
 
@@ -94,8 +162,16 @@ struct SignCall {
   std::vector<SignItem> items;
   bool cbor = false;
   policy::Verdict verdict;
+  // Counts the answer in State::metrics (once), then sends it: see CountingResponder.
   net::Responder respond;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::atomic<bool> counted{false};
 };
+
+// Wraps `respond` so that the first answer sent through it is counted in the state's metrics
+// (result by status, key, items, latency since `call->started`, rule) before it goes out. Holds
+// `call` weakly (the call owns the result); an answer sent after the call is gone is not counted.
+net::Responder CountingResponder(const std::shared_ptr<SignCall>& call, net::Responder respond);
 
 net::Response JsonResponse(int status, const nlohmann::json& body);
 // JSON, or CBOR when the request was CBOR.
