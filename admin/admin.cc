@@ -120,6 +120,10 @@ void Route(State& state, Call& call) {
     HandlePolicy(state, call);
     return;
   }
+  if (path == "/v1/approvals" || path.starts_with("/v1/approvals/")) {
+    HandleApprovals(state, call);
+    return;
+  }
   if (path == "/v1/keys" || path.starts_with("/v1/keys/")) {
     HandleKeys(state, call);
     return;

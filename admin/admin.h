@@ -69,10 +69,11 @@ struct KeyDefinition {
 };
 
 inline constexpr std::size_t kMaxKeyDefinitions = 10000;
+inline constexpr std::size_t kMaxHeldRequests = 100000;
 
-// StateStore keeps what the admin API changes: policy versions (all of them, numbered) and key
-// definitions. Thread-safe.
-class StateStore {
+// StateStore keeps what the admin API changes: policy versions (all of them, numbered), key
+// definitions and requests held for approval. Thread-safe.
+class StateStore final : public service::ApprovalStore {
  public:
   // Opens or creates the LMDB environment in `dir` (created 0700). Errors: kInvalidArgument (a
   // store of an unknown format), kPermissionDenied, kIo.
@@ -96,6 +97,12 @@ class StateStore {
   // Stores (adds or replaces) the definition of `key.name`; committed and fsync'd on return.
   // Errors: kInvalidArgument (kMaxKeyDefinitions reached), kIo.
   [[nodiscard]] Status PutKey(const KeyDefinition& key);
+
+  // Held requests (service::ApprovalStore), kept after they are decided (the history approvers
+  // and auditors read). Errors: kInvalidArgument (kMaxHeldRequests reached), kIo.
+  [[nodiscard]] Status PutHeld(const service::HeldRequest& request) override;
+  [[nodiscard]] Result<service::HeldRequest> GetHeld(std::string_view id) const override;
+  [[nodiscard]] Result<std::vector<service::HeldRequest>> ListHeld() const override;
 
   struct Impl;
 

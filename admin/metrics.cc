@@ -158,7 +158,7 @@ class Exposition {
 void RenderService(const service::ServiceMetrics& m, Exposition& out) {
   out.Family("signet_sign_requests_total", "counter",
              "POST /v1/sign requests by key, format and result (signed, denied, rate_limited, "
-             "hsm_error, audit_error, malformed, internal), counted when answered. Key "
+             "hsm_error, audit_error, malformed, internal, held), counted when answered. Key "
              "\"(unknown)\": a key the service does not have, or a body that did not parse.");
   for (const auto& o : m.outcomes) {
     out.Sample("signet_sign_requests_total",
@@ -285,8 +285,10 @@ std::string RenderMetrics(State& state) {
   RenderTokens(state.tokens, out);
   RenderAudit(state.log, out);
   out.Family("signet_approvals_pending", "gauge",
-             "Sign requests waiting for approval. Always 0: approvals do not exist yet.");
-  out.Sample("signet_approvals_pending", {}, std::uint64_t{0});
+             "Sign requests held for approval and still waiting (not expired).");
+  const auto pending = state.service.HeldRequests(true);
+  out.Sample("signet_approvals_pending", {},
+             static_cast<std::uint64_t>(pending ? pending->size() : 0));
   return out.Take();
 }
 

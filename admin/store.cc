@@ -3,6 +3,7 @@
 //   policy  number (8 bytes) → JSON {"version", "text", "source", "applied_by", "time_us",
 //                                     "comment"}                                   (MDB_APPEND)
 //   keys    name → JSON KeyDefinition
+//   held    request id → JSON service::HeldRequest
 //   meta    "format" → "1"
 // Durable settings only (no NOSYNC, NOMETASYNC, MAPASYNC, WRITEMAP): a commit is on disk when it
 // returns.
@@ -10,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <chrono>
@@ -150,12 +152,127 @@ Result<PolicyVersion> ParseVersion(std::uint64_t number, const MDB_val& val, boo
   return v;
 }
 
+json PeerJson(const net::Peer& p) {
+  json out{{"kind", p.kind == net::Peer::Kind::kUnix ? "unix" : "tls"},
+           {"uid", p.uid},
+           {"gid", p.gid},
+           {"user", p.user},
+           {"gids", p.gids},
+           {"groups", p.groups},
+           {"cert_subject", p.cert_subject},
+           {"cert_sans", p.cert_sans},
+           {"cert_fingerprint", p.cert_fingerprint},
+           {"address", p.address}};
+  if (p.pid) {
+    out["pid"] = *p.pid;
+  }
+  return out;
+}
+
+net::Peer PeerFrom(const json& j) {
+  net::Peer p;
+  p.kind = j.value("kind", "unix") == "unix" ? net::Peer::Kind::kUnix : net::Peer::Kind::kTls;
+  if (j.contains("pid")) {
+    p.pid = j.at("pid").get<std::int64_t>();
+  }
+  p.uid = j.value("uid", std::uint32_t{0});
+  p.gid = j.value("gid", std::uint32_t{0});
+  p.user = j.value("user", "");
+  p.gids = j.value("gids", std::vector<std::uint32_t>{});
+  p.groups = j.value("groups", std::vector<std::string>{});
+  p.cert_subject = j.value("cert_subject", "");
+  p.cert_sans = j.value("cert_sans", std::vector<std::string>{});
+  p.cert_fingerprint = j.value("cert_fingerprint", "");
+  p.address = j.value("address", "");
+  return p;
+}
+
+json HeldJson(const service::HeldRequest& h) {
+  json items = json::array();
+  for (const auto& item : h.items) {
+    json i{{"name", item.name}, {"digests", item.digests}};
+    if (item.size) {
+      i["size"] = *item.size;
+    }
+    items.push_back(std::move(i));
+  }
+  json approvals = json::array();
+  for (const auto& a : h.approvals) {
+    approvals.push_back(json{{"identity", a.identity}, {"time_us", a.time_us}});
+  }
+  return json{{"status", h.status},
+              {"requester", PeerJson(h.requester)},
+              {"requester_name", h.requester_name},
+              {"key", h.key},
+              {"tool_name", h.tool_name},
+              {"tool_version", h.tool_version},
+              {"client_host", h.client_host},
+              {"ticket", h.ticket},
+              {"items", std::move(items)},
+              {"rule", h.rule},
+              {"approvals_required", h.approvals_required},
+              {"approvals", std::move(approvals)},
+              {"created_us", h.created_us},
+              {"expires_us", h.expires_us},
+              {"reason", h.reason},
+              {"denied_by", h.denied_by},
+              {"result_status", h.result_status},
+              {"result_body", h.result_body}};
+}
+
+Result<service::HeldRequest> HeldFrom(std::string id, const MDB_val& val) {
+  const json j = json::parse(static_cast<const char*>(val.mv_data),
+                             static_cast<const char*>(val.mv_data) + val.mv_size, nullptr, false);
+  if (!j.is_object()) {
+    return MakeError(ErrorCode::kInternal,
+                     "admin state store: held request " + id + " is not JSON");
+  }
+  service::HeldRequest h;
+  h.id = std::move(id);
+  try {
+    h.status = j.at("status").get<std::string>();
+    h.requester = PeerFrom(j.at("requester"));
+    h.requester_name = j.value("requester_name", "");
+    h.key = j.value("key", "");
+    h.tool_name = j.value("tool_name", "");
+    h.tool_version = j.value("tool_version", "");
+    h.client_host = j.value("client_host", "");
+    h.ticket = j.value("ticket", "");
+    for (const json& i : j.at("items")) {
+      service::HeldItem item;
+      item.name = i.value("name", "");
+      if (i.contains("size")) {
+        item.size = i.at("size").get<std::uint64_t>();
+      }
+      item.digests = i.value("digests", std::map<std::string, std::string>{});
+      h.items.push_back(std::move(item));
+    }
+    h.rule = j.value("rule", "");
+    h.approvals_required = j.value("approvals_required", std::uint32_t{0});
+    for (const json& a : j.at("approvals")) {
+      h.approvals.push_back(audit::Approver{.identity = a.value("identity", ""),
+                                            .time_us = a.value("time_us", std::int64_t{0})});
+    }
+    h.created_us = j.value("created_us", std::int64_t{0});
+    h.expires_us = j.value("expires_us", std::int64_t{0});
+    h.reason = j.value("reason", "");
+    h.denied_by = j.value("denied_by", "");
+    h.result_status = j.value("result_status", 0);
+    h.result_body = j.value("result_body", "");
+  } catch (const json::exception& e) {
+    return MakeError(ErrorCode::kInternal,
+                     "admin state store: held request " + h.id + ": " + e.what());
+  }
+  return h;
+}
+
 }  // namespace
 
 struct StateStore::Impl {
   MDB_env* env = nullptr;
   MDB_dbi policy_dbi = 0;
   MDB_dbi keys_dbi = 0;
+  MDB_dbi held_dbi = 0;
   MDB_dbi meta_dbi = 0;
   std::mutex write_mu;  // one writer at a time (LMDB would block; this keeps numbering simple)
 
@@ -178,7 +295,7 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::filesystem::path
     impl->env = nullptr;
     return MakeError(LmdbError(rc, "mdb_env_create"));
   }
-  if (const int rc = mdb_env_set_maxdbs(impl->env, 4); rc != 0) {
+  if (const int rc = mdb_env_set_maxdbs(impl->env, 8); rc != 0) {
     return MakeError(LmdbError(rc, "mdb_env_set_maxdbs"));
   }
   if (const int rc = mdb_env_set_mapsize(impl->env, kMapSize); rc != 0) {
@@ -194,6 +311,9 @@ Result<std::unique_ptr<StateStore>> StateStore::Open(const std::filesystem::path
   }
   if (const int rc = mdb_dbi_open(txn.get(), "keys", MDB_CREATE, &impl->keys_dbi); rc != 0) {
     return MakeError(LmdbError(rc, "open database keys"));
+  }
+  if (const int rc = mdb_dbi_open(txn.get(), "held", MDB_CREATE, &impl->held_dbi); rc != 0) {
+    return MakeError(LmdbError(rc, "open database held"));
   }
   if (const int rc = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &impl->meta_dbi); rc != 0) {
     return MakeError(LmdbError(rc, "open database meta"));
@@ -383,6 +503,72 @@ Status StateStore::PutKey(const KeyDefinition& k) {
     return MakeError(LmdbError(rc, "store key " + k.name));
   }
   return txn.Commit();
+}
+
+Status StateStore::PutHeld(const service::HeldRequest& request) {
+  if (request.id.empty() || request.id.size() > 128) {
+    return MakeError(ErrorCode::kInvalidArgument, "a held request id is 1 to 128 characters");
+  }
+  std::lock_guard lock(impl_->write_mu);
+  Txn txn;
+  SIGNET_RETURN_IF_ERROR(txn.Begin(impl_->env, false));
+  MDB_val key = Val(request.id);
+  MDB_val existing{};
+  if (mdb_get(txn.get(), impl_->held_dbi, &key, &existing) == MDB_NOTFOUND) {
+    MDB_stat stat{};
+    if (const int rc = mdb_stat(txn.get(), impl_->held_dbi, &stat); rc != 0) {
+      return MakeError(LmdbError(rc, "count held requests"));
+    }
+    if (stat.ms_entries >= kMaxHeldRequests) {
+      return MakeError(ErrorCode::kInvalidArgument, "the admin state store holds " +
+                                                        std::to_string(kMaxHeldRequests) +
+                                                        " held requests, its maximum");
+    }
+  }
+  const std::string bytes = HeldJson(request).dump(-1, ' ', false, json::error_handler_t::replace);
+  MDB_val value = Val(bytes);
+  if (const int rc = mdb_put(txn.get(), impl_->held_dbi, &key, &value, 0); rc != 0) {
+    return MakeError(LmdbError(rc, "store held request " + request.id));
+  }
+  return txn.Commit();
+}
+
+Result<service::HeldRequest> StateStore::GetHeld(std::string_view id) const {
+  Txn txn;
+  SIGNET_RETURN_IF_ERROR(txn.Begin(impl_->env, true));
+  MDB_val key = Val(id);
+  MDB_val value{};
+  const int rc = mdb_get(txn.get(), impl_->held_dbi, &key, &value);
+  if (rc == MDB_NOTFOUND) {
+    return MakeError(ErrorCode::kNotFound, "no held request " + std::string(id.substr(0, 64)));
+  }
+  if (rc != 0) {
+    return MakeError(LmdbError(rc, "read held request"));
+  }
+  return HeldFrom(std::string(id), value);
+}
+
+Result<std::vector<service::HeldRequest>> StateStore::ListHeld() const {
+  Txn txn;
+  SIGNET_RETURN_IF_ERROR(txn.Begin(impl_->env, true));
+  Cursor cursor;
+  SIGNET_RETURN_IF_ERROR(cursor.Open(txn.get(), impl_->held_dbi));
+  std::vector<service::HeldRequest> out;
+  MDB_val key{};
+  MDB_val value{};
+  for (int rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_FIRST); rc != MDB_NOTFOUND;
+       rc = mdb_cursor_get(cursor.get(), &key, &value, MDB_NEXT)) {
+    if (rc != 0) {
+      return MakeError(LmdbError(rc, "list held requests"));
+    }
+    SIGNET_ASSIGN_OR_RETURN(
+        service::HeldRequest h,
+        HeldFrom(std::string(static_cast<const char*>(key.mv_data), key.mv_size), value));
+    out.push_back(std::move(h));
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const auto& a, const auto& b) { return a.created_us < b.created_us; });
+  return out;
 }
 
 Result<std::shared_ptr<const policy::Policy>> LoadOrSeedPolicy(StateStore& store, audit::Log& log,

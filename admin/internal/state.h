@@ -3,6 +3,7 @@
 //   admin.cc       workers, routing, roles, AcceptPeer, records
 //   policy_api.cc  /v1/policy...
 //   keys_api.cc    /v1/keys...
+//   approvals_api.cc /v1/approvals...
 //   audit_api.cc   /v1/audit/...
 //   metrics.cc     /metrics
 #ifndef SIGNET_ADMIN_INTERNAL_STATE_H_
@@ -97,6 +98,9 @@ void HandleKeys(State& state, Call& call);
 // disabled (AdminService::Create). A stored key that cannot be loaded is logged and listed, not
 // served. Errors: the store's.
 [[nodiscard]] Status RestoreKeys(State& state);
+
+// approvals_api.cc: GET /v1/approvals[/ID], POST /v1/approvals/ID/approve|deny.
+void HandleApprovals(State& state, Call& call);
 
 // metrics.cc: the Prometheus text exposition (format 0.0.4) of every metric.
 std::string RenderMetrics(State& state);

@@ -475,6 +475,9 @@ Result<Config> ParseConfig(std::string_view toml_text, const std::filesystem::pa
     std::uint64_t window_ms = static_cast<std::uint64_t>(l.batch_window.count());
     SIGNET_RETURN_IF_ERROR(r.Uint("batch_window_ms", window_ms, 0, 10'000));  // 0: off
     l.batch_window = std::chrono::milliseconds(window_ms);
+    std::uint64_t ttl_ms = static_cast<std::uint64_t>(l.approval_ttl.count());
+    SIGNET_RETURN_IF_ERROR(r.Uint("approval_ttl_ms", ttl_ms, 1000, 30ull * 86'400'000));
+    l.approval_ttl = std::chrono::milliseconds(ttl_ms);
     SIGNET_RETURN_IF_ERROR(r.Number("max_connections", l.max_connections, 1, 100'000));
     SIGNET_RETURN_IF_ERROR(r.Millis("idle_timeout_ms", l.idle_timeout));
     SIGNET_RETURN_IF_ERROR(r.Millis("request_timeout_ms", l.request_timeout));

@@ -256,8 +256,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
       service::ServiceOptions{.host_id = config.host_id,
                               .max_items_per_request = config.limits.max_items_per_request,
                               .max_batch_leaves = config.limits.max_batch_leaves,
+                              .approval_ttl = config.limits.approval_ttl,
                               .batch_window = config.limits.batch_window},
-      std::move(service_keys), *policy, *s.audit_log);
+      std::move(service_keys), *policy, *s.audit_log, s.store.get());
   if (!service) {
     return MakeError(std::move(service).error().WithContext("sign service"));
   }

@@ -84,6 +84,8 @@ struct LimitsConfig {
   std::size_t max_batch_leaves = 65536;  // batch keys: leaves per signed batch
   // Batch keys: requests arriving within this window are signed together (0: off).
   std::chrono::milliseconds batch_window{0};
+  // Requests held for approval expire this long after they were held.
+  std::chrono::milliseconds approval_ttl{std::chrono::hours(24)};
   std::size_t max_connections = 256;
   std::chrono::milliseconds idle_timeout{60000};
   std::chrono::milliseconds request_timeout{300000};

@@ -21,7 +21,8 @@ namespace {
 
 constexpr std::size_t kMaxReported = 20;
 constexpr std::string_view kRuleKeys =
-    "name, description, keys, principals, tools, artifacts, max_items, rate_per_hour, approvals";
+    "name, description, keys, principals, tools, artifacts, max_items, rate_per_hour, approvals, "
+    "approvers";
 
 std::string_view TypeName(const toml::node& node) {
   switch (node.type()) {
@@ -135,6 +136,20 @@ class Reader {
     return ok;
   }
 
+  // A list of principal patterns ("user:NAME", ...), appended to `out`.
+  bool Principals(const toml::node& node, std::string_view what,
+                  std::vector<PrincipalPattern>& out) {
+    return StringList(node, what, [&](const toml::node& element, const std::string& text) {
+      Result<PrincipalPattern> pattern = PrincipalPattern::Parse(text);
+      if (!pattern) {
+        Problem(element.source(), pattern.error().message());
+        return false;
+      }
+      out.push_back(*std::move(pattern));
+      return true;
+    });
+  }
+
   bool Globs(const toml::node& node, std::string_view what, std::vector<std::string>& out) {
     return StringList(node, what, [&](const toml::node& element, const std::string& text) {
       if (text.empty()) {
@@ -192,6 +207,8 @@ void Reader::ReadRule(const toml::table& table, std::vector<Rule>& rules,
   bool has_keys = false;
   bool has_principals = false;
   const toml::node* name_node = nullptr;
+  const toml::node* approvers_node = nullptr;
+  bool approvals_read = true;  // false when `approvals` is present but refused
   for (auto&& [key, node] : table) {
     const std::string_view field = key.str();
     if (field == "name") {
@@ -205,17 +222,7 @@ void Reader::ReadRule(const toml::table& table, std::vector<Rule>& rules,
       ok = Globs(node, "keys", rule.keys) && ok;
     } else if (field == "principals") {
       has_principals = true;
-      ok = StringList(node, "principals",
-                      [&](const toml::node& element, const std::string& text) {
-                        Result<PrincipalPattern> pattern = PrincipalPattern::Parse(text);
-                        if (!pattern) {
-                          Problem(element.source(), pattern.error().message());
-                          return false;
-                        }
-                        rule.principals.push_back(*std::move(pattern));
-                        return true;
-                      }) &&
-           ok;
+      ok = Principals(node, "principals", rule.principals) && ok;
     } else if (field == "tools") {
       ok = Globs(node, "tools", rule.tools) && ok;
     } else if (field == "artifacts") {
@@ -230,13 +237,23 @@ void Reader::ReadRule(const toml::table& table, std::vector<Rule>& rules,
       rule.rate_per_hour = n;
     } else if (field == "approvals") {
       std::optional<std::uint64_t> n = Integer(node, "approvals", 0, kMaxApprovals);
+      approvals_read = n.has_value();
       ok = n.has_value() && ok;
       rule.approvals = static_cast<std::uint32_t>(n.value_or(0));
+    } else if (field == "approvers") {
+      approvers_node = &node;
+      ok = Principals(node, "approvers", rule.approvers) && ok;
     } else {
       Problem(key.source(), "unknown key " + Quoted(field) +
                                 " in [[rule]] (keys: " + std::string(kRuleKeys) + ")");
       ok = false;
     }
+  }
+  // Checked after the loop: the table's keys do not come in file order. An `approvals` already
+  // refused has its own problem; saying "needs approvals > 0" as well would only mislead.
+  if (approvers_node != nullptr && approvals_read && rule.approvals == 0) {
+    Problem(approvers_node->source(), "approvers needs approvals > 0");
+    ok = false;
   }
   if (name_node == nullptr) {
     Problem(table.source(), "[[rule]] has no name");

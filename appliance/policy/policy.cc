@@ -74,6 +74,23 @@ std::string Refusal(const Rule& rule, const SignRequest& request) {
   return {};
 }
 
+// The sentence a kNeedsApproval verdict gives: how many approvals, and from whom.
+std::string ApprovalReason(const Rule& rule) {
+  std::string from;
+  if (rule.approvers.empty()) {
+    from = "the approver role";
+  } else {
+    std::vector<std::string> names;
+    names.reserve(rule.approvers.size());
+    for (const PrincipalPattern& approver : rule.approvers) {
+      names.push_back(approver.ToString());
+    }
+    from = JoinPatterns(names);
+  }
+  return "rule " + rule.name + " requires " + std::to_string(rule.approvals) + " approval" +
+         (rule.approvals == 1 ? "" : "s") + " (from " + from + ")";
+}
+
 bool AnyPrincipal(const std::vector<PrincipalPattern>& patterns, const Principal& principal) {
   for (const PrincipalPattern& pattern : patterns) {
     if (pattern.Matches(principal)) {
@@ -124,14 +141,10 @@ Verdict Policy::Evaluate(const SignRequest& request) const {
     std::string reason = Refusal(rule, request);
     if (reason.empty()) {
       if (rule.approvals > 0) {
-        // Fails closed until approvals exist: a caller that signs on anything but kDeny would
-        // otherwise sign what the rule meant to hold.
-        return Verdict{.decision = Decision::kDeny,
+        // Decides even when a later rule would allow: the author put the hold first on purpose.
+        return Verdict{.decision = Decision::kNeedsApproval,
                        .rule = rule.name,
-                       .reason = "rule " + rule.name + " requires " +
-                                 std::to_string(rule.approvals) + " approval" +
-                                 (rule.approvals == 1 ? "" : "s") +
-                                 "; approvals are not available yet",
+                       .reason = ApprovalReason(rule),
                        .approvals = rule.approvals};
       }
       return Verdict{.decision = Decision::kAllow,
@@ -158,6 +171,13 @@ Verdict Policy::Evaluate(const SignRequest& request) const {
                  .rule = "",
                  .reason = "no rule lets " + Printable(PrincipalName(request.principal)) +
                            " sign with key " + Printable(request.key)};
+}
+
+bool Policy::MayApprove(const Rule& rule, const Principal& approver) const {
+  if (rule.approvers.empty()) {
+    return HasRole(approver, Role::kApprover);
+  }
+  return AnyPrincipal(rule.approvers, approver);
 }
 
 bool Policy::HasRole(const Principal& principal, Role role) const {

@@ -3,8 +3,9 @@
 //
 // Caveats:
 // - Deny by default: a request that no rule lets through is refused. Sign only on
-//   Decision::kAllow; every other decision is a refusal (kNeedsApproval is reserved for when
-//   approvals exist: today a rule that requires approvals denies, saying so).
+//   Decision::kAllow. kNeedsApproval is not an allow: the caller must hold such a request until
+//   the deciding rule's approvals are given (see MayApprove), and never sign on it; a caller that
+//   cannot hold requests must treat it as a denial.
 // - Rules are evaluated in file order (see "Evaluation" below). Order matters: put narrow rules
 //   before broad ones.
 // - Tool names and artifact names are what the client claims. They keep honest clients inside
@@ -31,7 +32,11 @@
 //   artifacts = ["dist/**.tar.gz", "*.rpm"]    # artifact name globs; absent: any name
 //   max_items = 1000                           # items per request; default 10000
 //   rate_per_hour = 50000                      # items per principal per hour; absent: unlimited
-//   approvals = 0                              # > 0: approvals required (not available yet)
+//   approvals = 0                              # 0 to 16; > 0: each request waits for that many
+//                                              # distinct approvals (Decision::kNeedsApproval)
+//   approvers = ["user:bob", "uid:1001",       # who may approve: principal patterns, as in
+//                "group:release-managers"]     # principals; only with approvals > 0; absent:
+//                                              # anyone with the approver role
 //
 //   [roles]                                    # for the admin API; user:, uid: and group: only
 //   admin = ["user:alice", "group:signet-admin"]
@@ -39,8 +44,9 @@
 //   auditor = ["uid:1005"]
 //
 // Anything else (an unknown key or table, a wrong type, an empty list, an unknown principal kind,
-// a duplicate rule name, a number out of range, a bad glob) refuses the whole file with
-// "SOURCE:LINE:COL: what is wrong". Limits: text <= 1 MiB, <= 10,000 rules, strings <= 4 KiB.
+// a duplicate rule name, a number out of range, a bad glob, approvers without approvals > 0)
+// refuses the whole file with "SOURCE:LINE:COL: what is wrong". Limits: text <= 1 MiB, <= 10,000
+// rules, strings <= 4 KiB.
 //
 // Globs: `*` any run of characters, `?` one character, `[abc]`, `[a-z]`, `[!a-z]` (or `[^a-z]`)
 // one character of (not of) a set, `\x` the character x, `**` any run of characters including
@@ -55,10 +61,10 @@
 //
 // Evaluation: a rule *applies* to a request when one of its key globs matches the key and one of
 // its principals matches the requester. Rules are tried in file order; the first applying rule
-// whose tool, artifact and max_items constraints all pass decides (allow, or the approval
-// refusal). If rules applied but each refused, the verdict is a denial naming the first of them
-// and its reason. If none applied, the verdict is "no rule lets PRINCIPAL sign with key KEY" with
-// an empty rule name.
+// whose tool, artifact and max_items constraints all pass decides: kAllow, or kNeedsApproval when
+// it has approvals > 0 (even when a later rule would allow). If rules applied but each refused,
+// the verdict is a denial naming the first of them and its reason. If none applied, the verdict
+// is "no rule lets PRINCIPAL sign with key KEY" with an empty rule name.
 #ifndef SIGNET_APPLIANCE_POLICY_POLICY_H_
 #define SIGNET_APPLIANCE_POLICY_POLICY_H_
 
@@ -144,6 +150,7 @@ struct Rule {
   std::uint64_t max_items = kDefaultMaxItems;
   std::optional<std::uint64_t> rate_per_hour{};  // unset: unlimited
   std::uint32_t approvals = 0;
+  std::vector<PrincipalPattern> approvers{};  // empty: anyone with the approver role
 };
 
 // What a client asks to do. `items` is the number of digests to sign; `artifact_names` are the
@@ -160,7 +167,8 @@ enum class Decision : std::uint8_t { kAllow, kDeny, kNeedsApproval };
 std::string_view DecisionName(Decision decision);  // "allow", "deny", "needs-approval"
 
 // The outcome of an evaluation: the decision, the rule that made it (empty when no rule applied)
-// and a sentence a person can act on.
+// and a sentence a person can act on. Only kAllow permits signing; kNeedsApproval means "hold it"
+// (see the caveats above).
 struct Verdict {
   Decision decision = Decision::kDeny;
   std::string rule{};
@@ -193,6 +201,15 @@ class Policy {
   // Decides `request` by the rules (see "Evaluation" above), without rate limits. Pure: the same
   // request always gets the same verdict, so it also serves "explain" in the admin API.
   Verdict Evaluate(const SignRequest& request) const;
+
+  // True when `rule` lets `approver` approve the requests it holds: `approver` matches one of
+  // rule.approvers or, when the rule names none, holds the approver role in this policy. Pass the
+  // rule as the policy in force at approval time has it (FindRule(held_rule_name)).
+  // WARNING: this is only the rule's half of the check. The caller must also check that the
+  // approver holds the approver role (HasRole(approver, Role::kApprover): being named in
+  // rule.approvers does not grant it) and is not the requester (neither the same principal nor
+  // the same uid), and must count distinct approvers.
+  bool MayApprove(const Rule& rule, const Principal& approver) const;
 
   // True when `principal` matches a member of `role` in [roles].
   bool HasRole(const Principal& principal, Role role) const;
@@ -262,7 +279,8 @@ class RateLimiter {
 };
 
 // Authorize is what the sign service runs per request: policy.Evaluate, then, when that allows,
-// the deciding rule's rate limit. The verdict names the rule either way.
+// the deciding rule's rate limit. The verdict names the rule either way. A kNeedsApproval verdict
+// is returned as it is, with nothing charged.
 Verdict Authorize(const Policy& policy, RateLimiter& limiter, const SignRequest& request,
                   RateLimiter::Clock::time_point now);
 

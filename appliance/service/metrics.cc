@@ -26,6 +26,8 @@ std::string_view SignResultName(SignResult result) {
       return "malformed";
     case SignResult::kInternal:
       return "internal";
+    case SignResult::kHeld:
+      return "held";
   }
   return "internal";
 }
@@ -63,6 +65,8 @@ SignResult ResultOf(const net::Response& response) {
   switch (response.status) {
     case 200:
       return SignResult::kSigned;
+    case 202:
+      return SignResult::kHeld;
     case 403:
     case 404:
     case 413:

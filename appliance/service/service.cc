@@ -148,6 +148,7 @@ audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
   if (call.policy) {
     r.policy_version = call.policy->version();
   }
+  r.approvers = call.approvers;
   return r;
 }
 
@@ -307,20 +308,6 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
     DenyAfterAudit(call, "deny", "", "unknown key", net::JsonError(404, "unknown_key", message));
     return;
   }
-  if (call->key->disabled.load(std::memory_order_acquire)) {
-    std::string reason;
-    {
-      std::shared_lock lock(state->keys_mu);
-      reason = call->key->disabled_reason;
-    }
-    const std::string& name = call->envelope.key;
-    const std::string message = "key \"" + name + "\" is disabled" +
-                                (reason.empty() ? "" : " (" + reason + ")") +
-                                "; an admin can enable it again: signet admin keys enable " + name;
-    DenyAfterAudit(call, "deny", "", "key disabled" + (reason.empty() ? "" : ": " + reason),
-                   net::JsonError(403, "key_disabled", message));
-    return;
-  }
   const std::size_t max_items = state->options.max_items_per_request;
   if (call->envelope.item_count > max_items) {
     const std::string message = std::to_string(call->envelope.item_count) +
@@ -348,6 +335,29 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
     }
   }
 
+  internal::DecideAndSign(call);
+}
+
+}  // namespace
+
+namespace internal {
+
+void DecideAndSign(const std::shared_ptr<SignCall>& call) {
+  const std::shared_ptr<State>& state = call->state;
+  if (call->key->disabled.load(std::memory_order_acquire)) {
+    std::string reason;
+    {
+      std::shared_lock lock(state->keys_mu);
+      reason = call->key->disabled_reason;
+    }
+    const std::string& name = call->envelope.key;
+    const std::string message = "key \"" + name + "\" is disabled" +
+                                (reason.empty() ? "" : " (" + reason + ")") +
+                                "; an admin can enable it again: signet admin keys enable " + name;
+    DenyAfterAudit(call, "deny", "", "key disabled" + (reason.empty() ? "" : ": " + reason),
+                   net::JsonError(403, "key_disabled", message));
+    return;
+  }
   policy::SignRequest sign_request{.principal = PrincipalOf(call->peer),
                                    .key = call->envelope.key,
                                    .tool = call->envelope.tool_name,
@@ -359,6 +369,28 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
   }
   // policy::Authorize, unrolled so a rate-limit refusal is known for what it is (429).
   call->verdict = call->policy->Evaluate(sign_request);
+  if (call->verdict.decision == policy::Decision::kNeedsApproval) {
+    if (call->approvers.empty()) {
+      Hold(call);
+      return;
+    }
+    // Approved: the policy in force now decides again, and its rule may ask for more.
+    const std::size_t given = call->approvers.size();
+    if (call->verdict.approvals > given) {
+      const std::string message = "the policy in force now requires " +
+                                  std::to_string(call->verdict.approvals) + " approvals (rule " +
+                                  call->verdict.rule + "); " + std::to_string(given) +
+                                  " were given: send the request again";
+      DenyAfterAudit(call, "deny", call->verdict.rule, message,
+                     JsonResponse(403, json{{"code", "needs_more_approvals"},
+                                            {"message", message},
+                                            {"rule", call->verdict.rule}}));
+      return;
+    }
+    call->verdict.decision = policy::Decision::kAllow;
+    call->verdict.reason = "allowed by rule " + call->verdict.rule + " with " +
+                           std::to_string(given) + " approval" + (given == 1 ? "" : "s");
+  }
   bool rate_limited = false;
   if (call->verdict.allowed()) {
     const policy::Rule* rule = call->policy->FindRule(call->verdict.rule);
@@ -401,6 +433,10 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
     FailHsm(call, submitted.error());
   }
 }
+
+}  // namespace internal
+
+namespace {
 
 void HandleKeys(const std::vector<SignService::KeyState>& keys, std::string_view name,
                 net::Responder& respond) {
@@ -555,6 +591,7 @@ Result<hsm::SignSpec> MakeSignSpec(hsm::KeyType type, std::string_view hash,
 
 SignService::SignService(std::shared_ptr<State> state) : state_(std::move(state)) {}
 SignService::~SignService() {
+  internal::StopSweeper(*state_);
   // The gatherers' threads sign what waits and hold calls that hold the state: stop them while
   // the state is certainly alive.
   std::shared_lock lock(state_->keys_mu);
@@ -567,7 +604,7 @@ SignService::~SignService() {
 
 Result<std::unique_ptr<SignService>> SignService::Create(
     ServiceOptions options, std::vector<ServiceKey> keys,
-    std::shared_ptr<const policy::Policy> policy, audit::Log& log) {
+    std::shared_ptr<const policy::Policy> policy, audit::Log& log, ApprovalStore* approvals) {
   if (!policy) {
     return MakeError(ErrorCode::kInvalidArgument, "no policy");
   }
@@ -580,6 +617,10 @@ Result<std::unique_ptr<SignService>> SignService::Create(
   if (options.batch_window.count() < 0 || options.batch_window > std::chrono::seconds(10)) {
     return MakeError(ErrorCode::kInvalidArgument, "batch_window must be 0 to 10 s");
   }
+  if (options.approval_ttl < std::chrono::seconds(1) ||
+      options.approval_ttl > std::chrono::days(30)) {
+    return MakeError(ErrorCode::kInvalidArgument, "approval_ttl must be 1 s to 30 days");
+  }
   auto state = std::make_shared<State>(std::move(options), log);
   state->policy = std::move(policy);
   for (ServiceKey& key : keys) {
@@ -588,6 +629,10 @@ Result<std::unique_ptr<SignService>> SignService::Create(
     if (!state->keys.emplace(name, std::move(entry)).second) {
       return MakeError(ErrorCode::kInvalidArgument, "key \"" + name + "\": named twice");
     }
+  }
+  state->approvals = approvals;
+  if (approvals != nullptr) {
+    internal::StartSweeper(state);
   }
   return std::unique_ptr<SignService>(new SignService(std::move(state)));
 }
@@ -644,6 +689,16 @@ void SignService::Handle(net::Request request, net::Responder respond) {
     HandleSign(state_, std::move(request), std::move(respond));
     return;
   }
+  constexpr std::string_view kRequestsPrefix = "/v1/requests/";
+  if (target.starts_with(kRequestsPrefix)) {
+    if (!get) {
+      respond(net::JsonError(405, "method_not_allowed", "use GET " + target));
+      return;
+    }
+    internal::HandleRequestStatus(*state_, request,
+                                  std::string_view(target).substr(kRequestsPrefix.size()), respond);
+    return;
+  }
   if (target == "/v1/keys" || target.starts_with(kKeysPrefix) || target == "/v1/health") {
     if (!get) {
       respond(net::JsonError(405, "method_not_allowed", "use GET " + target));
@@ -660,8 +715,8 @@ void SignService::Handle(net::Request request, net::Responder respond) {
     return;
   }
   respond(net::JsonError(404, "not_found",
-                         "no such endpoint; the API is POST /v1/sign, GET /v1/keys[/NAME], "
-                         "GET /v1/health"));
+                         "no such endpoint; the API is POST /v1/sign, GET /v1/requests/ID, "
+                         "GET /v1/keys[/NAME], GET /v1/health"));
 }
 
 net::Handler SignService::handler() {

@@ -46,6 +46,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -77,6 +78,8 @@ struct ServiceOptions {
   std::size_t max_rate_counters = policy::RateLimiter::kDefaultMaxTracked;
   // Batch keys: leaves per signed batch; a larger request is split into several batches.
   std::size_t max_batch_leaves = 65536;
+  // Held requests (rules with approvals) expire this long after they were held.
+  std::chrono::milliseconds approval_ttl = std::chrono::hours(24);
   // Batch keys: requests for the same key that arrive within this window are signed together
   // (their leaves share batches; each request still gets its own receipts, records and answer).
   // 0: off, each request is signed on its own at once.
@@ -93,6 +96,7 @@ struct ServiceOptions {
 //   "audit_error"   503 "audit_unavailable" (the log could not record the request or its denial)
 //   "malformed"     400, 415: not audited
 //   "internal"      any other status (500: a batch that could not be built)
+//   "held"          202: held for approval (its signing, later, is not counted here)
 struct ServiceMetrics {
   // A histogram as Prometheus exposes it.
   struct Histogram {
@@ -131,6 +135,62 @@ struct ServiceMetrics {
   std::map<std::string, std::uint64_t> rate_limits_by_rule;
 };
 
+// ---- Approvals ---------------------------------------------------------------------------------
+
+// One artifact of a held request.
+struct HeldItem {
+  std::string name;
+  std::optional<std::uint64_t> size;
+  std::map<std::string, std::string> digests;  // algorithm → lower-case hex
+};
+
+// A sign request held for approval (a policy rule with approvals > 0), as it is stored.
+// Statuses: "pending" (waiting for approvals), "approved" (being signed), "signed", "denied",
+// "expired", "failed" (the re-check at approval time refused it, or the HSM or the log failed).
+struct HeldRequest {
+  std::string id;  // the request's request_id (32 hex digits): also its approval id
+  std::string status = "pending";
+  net::Peer requester;         // who asked, as the sign socket saw them
+  std::string requester_name;  // policy::PrincipalName of the requester
+  std::string key;
+  std::string tool_name;
+  std::string tool_version;
+  std::string client_host;
+  std::string ticket;
+  std::vector<HeldItem> items;
+  std::string rule;  // the rule that asked for approvals
+  std::uint32_t approvals_required = 0;
+  std::vector<audit::Approver> approvals;  // distinct approvers so far, in order
+  std::int64_t created_us = 0;
+  std::int64_t expires_us = 0;
+  std::string reason;     // denied: the approver's reason; failed: what failed
+  std::string denied_by;  // denied: who
+  // signed / failed: the answer the requester collects (the POST /v1/sign answer's JSON).
+  int result_status = 0;
+  std::string result_body;
+};
+
+// Where held requests live (admin::StateStore is one, in LMDB). Implementations are thread-safe
+// and durable: a Put is on disk when it returns.
+class ApprovalStore {
+ public:
+  virtual ~ApprovalStore() = default;
+  [[nodiscard]] virtual Status PutHeld(const HeldRequest& request) = 0;
+  // Errors: kNotFound, kIo.
+  [[nodiscard]] virtual Result<HeldRequest> GetHeld(std::string_view id) const = 0;
+  // Every held request, oldest first.
+  [[nodiscard]] virtual Result<std::vector<HeldRequest>> ListHeld() const = 0;
+};
+
+// What an approver's action came to: 200 with the request as it is now, or a refusal (status,
+// code and message as the admin API answers them).
+struct ApprovalOutcome {
+  int status = 200;
+  std::string code;
+  std::string message;
+  HeldRequest request;
+};
+
 // The scheme and hash a key of `type` signs with: ECDSA and Ed25519 by their type, RSA with
 // `rsa_padding` "pkcs1" or "pss"; `hash` "sha256", "sha384" or "sha512". Errors: kInvalidArgument
 // naming the setting.
@@ -142,9 +202,12 @@ class SignService {
  public:
   // Checks the keys (unique valid names, a token, a scheme and hash the key type supports, a
   // known format) and the options. Errors: kInvalidArgument naming the key or option.
+  // `approvals` keeps held requests; without one, a rule that needs approvals denies (saying
+  // approvals are not configured). It must outlive the service.
   [[nodiscard]] static Result<std::unique_ptr<SignService>> Create(
       ServiceOptions options, std::vector<ServiceKey> keys,
-      std::shared_ptr<const policy::Policy> policy, audit::Log& log);
+      std::shared_ptr<const policy::Policy> policy, audit::Log& log,
+      ApprovalStore* approvals = nullptr);
   ~SignService();
   SignService(const SignService&) = delete;
   SignService& operator=(const SignService&) = delete;
@@ -182,6 +245,19 @@ class SignService {
   };
   // Every key, by name.
   std::vector<KeyState> Keys() const;
+
+  // Held requests, oldest first (`pending_only`: those still waiting). A pending request past its
+  // expiry is shown as "expired" (the sweeper records it within a few seconds).
+  [[nodiscard]] Result<std::vector<HeldRequest>> HeldRequests(bool pending_only) const;
+  [[nodiscard]] Result<HeldRequest> Held(std::string_view id) const;
+  // An approval by `approver` (the admin API checked the approver role): refused when it is the
+  // requester, when the rule's approvers do not name them, twice by the same approver, or when the
+  // request no longer waits. The M-th approval re-checks the request against the policy in force
+  // and signs it (asynchronously: the status becomes "approved", then "signed" or "failed").
+  // Every approval is recorded before it counts. Blocks on the audit log: not for I/O threads.
+  ApprovalOutcome Approve(std::string_view id, const net::Peer& approver);
+  // Refuses a held request for good, with a reason (recorded).
+  ApprovalOutcome Deny(std::string_view id, const net::Peer& approver, std::string reason);
 
   // The counters (ServiceMetrics). Cheap enough for a scrape every second: it takes one mutex
   // the sign path holds only when it answers a denial or a rate limit.

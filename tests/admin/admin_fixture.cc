@@ -92,8 +92,9 @@ void AdminFixture::Start() {
                           .key = hsm.signing_key,
                           .spec = {.scheme = hsm::Scheme::kEcdsa, .hash = hsm::Hash::kSha256},
                           .format = "raw"});
-  auto service = service::SignService::Create(service::ServiceOptions{.host_id = "test-host"},
-                                              std::move(keys), *policy, *log_);
+  auto service = service::SignService::Create(
+      service::ServiceOptions{.host_id = "test-host", .approval_ttl = approval_ttl_},
+      std::move(keys), *policy, *log_, store_.get());
   ASSERT_TRUE(service) << service.error();
   service_ = std::move(*service);
   auto admin = AdminService::Create(AdminOptions{.host_id = "test-host"}, *store_, *service_, *log_,

@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -56,6 +57,9 @@ class AdminFixture : public ::testing::Test {
 
   // Every committed record, in order (read through the Log of this process).
   std::vector<audit::Record> Records();
+
+  // Held requests expire this long after they were held (set before SetUp, or Restart).
+  std::chrono::milliseconds approval_ttl_{std::chrono::hours(24)};
 
   const std::filesystem::path& dir() const { return dir_.path(); }
   const std::filesystem::path& admin_socket() const { return admin_socket_; }

@@ -1,4 +1,5 @@
-// Policy::Evaluate: default deny, principal kinds, constraints, approvals and rule order.
+// Policy::Evaluate: default deny, principal kinds, constraints, approvals and rule order;
+// Policy::MayApprove.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -187,7 +188,7 @@ TEST(EvaluateTest, DefaultMaxItems) {
   EXPECT_FALSE(policy->Evaluate(Request(User("a"), "k", kDefaultMaxItems + 1)).allowed());
 }
 
-TEST(EvaluateTest, ApprovalRequiredDeniesWithClearMessage) {
+TEST(EvaluateTest, ApprovalRuleNeedsApprovalFromTheApproverRole) {
   auto policy = MustParse(R"(
 [[rule]]
 name = "release"
@@ -197,10 +198,50 @@ approvals = 2
 )");
   ASSERT_NE(policy, nullptr);
   const Verdict verdict = policy->Evaluate(Request(User("alice"), "release"));
-  EXPECT_EQ(verdict.decision, Decision::kDeny);
+  EXPECT_EQ(verdict.decision, Decision::kNeedsApproval);
+  EXPECT_FALSE(verdict.allowed());
   EXPECT_EQ(verdict.rule, "release");
   EXPECT_EQ(verdict.approvals, 2u);
-  EXPECT_EQ(verdict.reason, "rule release requires 2 approvals; approvals are not available yet");
+  EXPECT_EQ(verdict.reason, "rule release requires 2 approvals (from the approver role)");
+}
+
+TEST(EvaluateTest, ApprovalRuleNeedsApprovalFromItsApprovers) {
+  auto policy = MustParse(R"(
+[[rule]]
+name = "release"
+keys = ["release"]
+principals = ["user:alice"]
+approvals = 1
+approvers = ["user:bob", "group:release-managers",
+             "cert-fingerprint:AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12CD34EF56AB12"]
+)");
+  ASSERT_NE(policy, nullptr);
+  const Verdict verdict = policy->Evaluate(Request(User("alice"), "release"));
+  EXPECT_EQ(verdict.decision, Decision::kNeedsApproval);
+  EXPECT_EQ(verdict.rule, "release");
+  EXPECT_EQ(verdict.approvals, 1u);
+  EXPECT_EQ(verdict.reason,
+            "rule release requires 1 approval (from user:bob, "
+            "group:release-managers, cert-fingerprint:" +
+                std::string(kFingerprint) + ")");
+}
+
+TEST(EvaluateTest, ApprovalRuleThatRefusesDenies) {
+  auto policy = MustParse(R"(
+[[rule]]
+name = "release"
+keys = ["release"]
+principals = ["user:alice"]
+tools = ["signet"]
+approvals = 2
+)");
+  ASSERT_NE(policy, nullptr);
+  SignRequest request = Request(User("alice"), "release");
+  request.tool = "curl";
+  const Verdict verdict = policy->Evaluate(request);
+  EXPECT_EQ(verdict.decision, Decision::kDeny);
+  EXPECT_EQ(verdict.rule, "release");
+  EXPECT_EQ(verdict.reason, "tool 'curl' is not allowed by rule release (allowed: signet)");
 }
 
 constexpr std::string_view kOrdered = R"(
@@ -215,6 +256,7 @@ max_items = 10
 name = "held"
 keys = ["release"]
 principals = ["user:carol"]
+max_items = 10
 approvals = 1
 
 [[rule]]
@@ -242,10 +284,70 @@ TEST(EvaluateTest, FirstPassingApplyingRuleDecides) {
             "applying rule refuses too)");
   // A passing rule that needs approval decides, even when a later rule would allow.
   const Verdict held = policy->Evaluate(Request(User("carol"), "release"));
-  EXPECT_EQ(held.decision, Decision::kDeny);
+  EXPECT_EQ(held.decision, Decision::kNeedsApproval);
   EXPECT_EQ(held.rule, "held");
+  EXPECT_EQ(held.approvals, 1u);
+  EXPECT_EQ(held.reason, "rule held requires 1 approval (from the approver role)");
+  // When "held" refuses (items), "broad" still gets its turn: the hold is not a denial.
+  const Verdict past_held = policy->Evaluate(Request(User("carol"), "release", 50));
+  EXPECT_TRUE(past_held.allowed());
+  EXPECT_EQ(past_held.rule, "broad");
   // For another key "held" does not apply.
   EXPECT_EQ(policy->Evaluate(Request(User("carol"), "other")).rule, "broad");
+}
+
+constexpr std::string_view kApprovals = R"(
+[[rule]]
+name = "named"
+keys = ["release"]
+principals = ["user:alice"]
+approvals = 2
+approvers = ["user:bob", "uid:1001", "group:release-managers"]
+
+[[rule]]
+name = "by-role"
+keys = ["nightly"]
+principals = ["user:alice"]
+approvals = 1
+
+[roles]
+approver = ["group:approvers", "user:dave"]
+)";
+
+TEST(MayApproveTest, RuleApproversDecideWhenNamed) {
+  auto policy = MustParse(kApprovals);
+  ASSERT_NE(policy, nullptr);
+  const Rule* named = policy->FindRule("named");
+  ASSERT_NE(named, nullptr);
+  EXPECT_TRUE(policy->MayApprove(*named, User("bob")));
+  EXPECT_TRUE(policy->MayApprove(*named, Principal{.uid = 1001}));
+  EXPECT_TRUE(policy->MayApprove(*named, User("erin", {"wheel", "release-managers"})));
+  EXPECT_FALSE(policy->MayApprove(*named, User("erin", {"wheel"})));
+  EXPECT_FALSE(policy->MayApprove(*named, Principal{}));
+  // The approver role does not stand in for a rule's own list.
+  EXPECT_FALSE(policy->MayApprove(*named, User("dave")));
+  EXPECT_FALSE(policy->MayApprove(*named, User("erin", {"approvers"})));
+  // Nor does being listed grant the role: that is the caller's check (see MayApprove).
+  EXPECT_FALSE(policy->HasRole(User("bob"), Role::kApprover));
+}
+
+TEST(MayApproveTest, ApproverRoleDecidesWhenTheRuleNamesNone) {
+  auto policy = MustParse(kApprovals);
+  ASSERT_NE(policy, nullptr);
+  const Rule* by_role = policy->FindRule("by-role");
+  ASSERT_NE(by_role, nullptr);
+  ASSERT_TRUE(by_role->approvers.empty());
+  EXPECT_TRUE(policy->MayApprove(*by_role, User("dave")));
+  EXPECT_TRUE(policy->MayApprove(*by_role, User("erin", {"approvers"})));
+  EXPECT_FALSE(policy->MayApprove(*by_role, User("bob")));
+  EXPECT_FALSE(policy->MayApprove(*by_role, Principal{.uid = 1001}));
+  EXPECT_FALSE(policy->MayApprove(*by_role, Principal{}));
+  // Without an approver role nobody may approve such a rule.
+  auto no_role = MustParse(
+      "[[rule]]\nname = \"r\"\nkeys = [\"k\"]\nprincipals = [\"user:a\"]\n"
+      "approvals = 1\n");
+  ASSERT_NE(no_role, nullptr);
+  EXPECT_FALSE(no_role->MayApprove(no_role->rules().at(0), User("dave")));
 }
 
 TEST(EvaluateTest, KeyGlobsAndRoles) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "appliance/policy/policy.h"
 
@@ -54,6 +55,7 @@ name = "release.v2_x"
 keys = ["release"]
 principals = ["user:bob"]
 approvals = 2
+approvers = ["user:carol", "group:release-managers"]
 
 [roles]
 admin = ["user:alice", "group:signet-admin"]
@@ -78,11 +80,15 @@ auditor = ["uid:1005"]
   EXPECT_EQ(ci.max_items, 1000u);
   EXPECT_EQ(ci.rate_per_hour, 50000u);
   EXPECT_EQ(ci.approvals, 0u);
+  EXPECT_TRUE(ci.approvers.empty());
   EXPECT_EQ(rules[1].name, "release.v2_x");
   EXPECT_EQ(rules[1].line, 14);
   EXPECT_FALSE(rules[1].rate_per_hour.has_value());
   EXPECT_TRUE(rules[1].tools.empty());
   EXPECT_EQ(rules[1].approvals, 2u);
+  ASSERT_EQ(rules[1].approvers.size(), 2u);
+  EXPECT_EQ(rules[1].approvers[0].ToString(), "user:carol");
+  EXPECT_EQ(rules[1].approvers[1].ToString(), "group:release-managers");
   EXPECT_EQ((*policy)->FindRule("release.v2_x"), &rules[1]);
   EXPECT_EQ((*policy)->FindRule("nope"), nullptr);
   EXPECT_EQ((*policy)->source_name(), "policy.toml");
@@ -101,6 +107,7 @@ TEST(ParseTest, UnknownKeyInRule) {
   const std::string error = ParseError(WithLine4("max_item = 3"));
   EXPECT_THAT(error, StartsWith("policy.toml:4:1: unknown key 'max_item' in [[rule]] (keys: "))
       << error;
+  EXPECT_THAT(error, HasSubstr(", approvals, approvers)")) << error;
 }
 
 TEST(ParseTest, UnknownTopLevelKeyAndTable) {
@@ -189,6 +196,65 @@ TEST(ParseTest, NumbersOutOfRange) {
               StartsWith("policy.toml:4:17: rate_per_hour = -5 is out of range"));
   EXPECT_THAT(ParseError(WithLine4("approvals = 17")),
               StartsWith("policy.toml:4:13: approvals = 17 is out of range (0 to 16)"));
+}
+
+TEST(ParseTest, ApproversOfEveryKind) {
+  auto policy = Policy::Parse(std::string(kHead) + R"(principals = ["user:alice"]
+approvals = 1
+approvers = ["user:bob", "uid:1001", "group:release-managers", "cert-subject:CN=rm-*,O=Example",
+             "cert-fingerprint:AB:12:cd:34:ef:56:ab:12:cd:34:ef:56:ab:12:cd:34:ef:56:ab:12:cd:34:ef:56:ab:12:cd:34:ef:56:ab:12"]
+)",
+                              "policy.toml");
+  ASSERT_TRUE(policy.has_value()) << policy.error();
+  const Rule& rule = (*policy)->rules().at(0);
+  EXPECT_EQ(rule.approvals, 1u);
+  std::vector<std::string> approvers;
+  for (const PrincipalPattern& approver : rule.approvers) {
+    approvers.push_back(approver.ToString());
+  }
+  EXPECT_EQ(approvers,
+            (std::vector<std::string>{
+                "user:bob", "uid:1001", "group:release-managers", "cert-subject:CN=rm-*,O=Example",
+                "cert-fingerprint:"
+                "ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12"}));
+  // Unlike [roles] members, approvers may be certificate identities, as in `principals`.
+  EXPECT_EQ(rule.approvers[3].kind, PrincipalPattern::Kind::kCertSubject);
+}
+
+TEST(ParseTest, ApproversNeedApprovals) {
+  // Absent approvals: the error points at the approvers list.
+  EXPECT_EQ(ParseError(WithLine4("approvers = [\"user:bob\"]")),
+            "policy.toml:4:13: approvers needs approvals > 0");
+  // approvals = 0, whichever key comes first.
+  EXPECT_EQ(ParseError(WithLine4("approvers = [\"user:bob\"]\napprovals = 0")),
+            "policy.toml:4:13: approvers needs approvals > 0");
+  EXPECT_EQ(ParseError(WithLine4("approvals = 0\napprovers = [\"user:bob\"]")),
+            "policy.toml:5:13: approvers needs approvals > 0");
+  // An approvals value already refused is reported once, without a misleading second problem.
+  EXPECT_EQ(ParseError(WithLine4("approvals = 17\napprovers = [\"user:bob\"]")),
+            "policy.toml:4:13: approvals = 17 is out of range (0 to 16)");
+  EXPECT_EQ(ParseError(WithLine4("approvals = \"2\"\napprovers = [\"user:bob\"]")),
+            "policy.toml:4:13: approvals must be an integer, not a string");
+  EXPECT_EQ(ParseError(WithLine4("approvals = 1\napprovers = [\"user:bob\"]")), "");
+}
+
+TEST(ParseTest, BadApprovers) {
+  EXPECT_THAT(ParseError(WithLine4("approvals = 1\napprovers = []")),
+              StartsWith("policy.toml:5:13: approvers is empty"));
+  EXPECT_EQ(ParseError(WithLine4("approvals = 1\napprovers = \"user:bob\"")),
+            "policy.toml:5:13: approvers must be an array of strings, not a string");
+  // Lines 4-6: principals, approvals, approvers; the bad entry is on line 7.
+  const std::string base = std::string(kHead) +
+                           "principals = [\"user:alice\"]\napprovals = 2\n"
+                           "approvers = [\"user:bob\",\n  ";
+  EXPECT_EQ(ParseError(base + "\"host:x\"]\n"),
+            "policy.toml:7:3: principal 'host:x' has no known kind: write user:NAME, uid:N, "
+            "group:NAME, cert-subject:PATTERN or cert-fingerprint:HEX");
+  EXPECT_THAT(ParseError(base + "\"uid:12x\"]\n"), StartsWith("policy.toml:7:3: uid '12x'"));
+  EXPECT_THAT(ParseError(base + "\"group:\"]\n"),
+              StartsWith("policy.toml:7:3: group name is empty"));
+  EXPECT_THAT(ParseError(base + "3]\n"),
+              StartsWith("policy.toml:7:3: approvers entry must be a string, not an integer"));
 }
 
 TEST(ParseTest, BadRoles) {

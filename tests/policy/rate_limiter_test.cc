@@ -1,4 +1,5 @@
-// RateLimiter and Authorize: the sliding hour, principals, bounded memory, threads, reloads.
+// RateLimiter and Authorize: the sliding hour, principals, bounded memory, threads, reloads,
+// approvals.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -201,6 +202,25 @@ TEST(AuthorizeTest, ChargesOnlyWhatThePolicyAllows) {
   EXPECT_EQ(limited.decision, Decision::kDeny);
   EXPECT_EQ(limited.rule, "ci");
   EXPECT_THAT(limited.reason, HasSubstr("80 used, 30 requested"));
+}
+
+TEST(AuthorizeTest, NeedsApprovalIsReturnedUncharged) {
+  auto policy = Policy::Parse(R"(
+[[rule]]
+name = "release"
+keys = ["release"]
+principals = ["user:bob"]
+rate_per_hour = 10
+approvals = 1
+)",
+                              "p");
+  ASSERT_TRUE(policy.has_value()) << policy.error();
+  RateLimiter limiter;
+  const Verdict held = Authorize(**policy, limiter, Request("bob", "release", 5), kStart);
+  EXPECT_EQ(held.decision, Decision::kNeedsApproval);
+  EXPECT_EQ(held.rule, "release");
+  EXPECT_EQ(limiter.tracked(), 0u);
+  EXPECT_EQ(limiter.Used("release", User("bob"), kStart), 0u);
 }
 
 TEST(AuthorizeTest, ReloadKeepsCountersOfRulesWithTheSameName) {

@@ -567,7 +567,7 @@ TEST_F(ServiceTest, MetricsCountEveryAnswerByKeyResultAndRule) {
   const ServiceMetrics before = service_->metrics();
   EXPECT_EQ(before.sign_latency.count, 0u);
   // Every configured key has every result, at zero.
-  EXPECT_EQ(before.outcomes.size(), 4u * 7u);
+  EXPECT_EQ(before.outcomes.size(), 4u * 8u);
   EXPECT_EQ(Outcome(before, "default", "signed"), std::make_pair(0ul, 0ul));
   EXPECT_EQ(Outcome(before, "(unknown)", "denied"), std::nullopt);
 

@@ -36,8 +36,9 @@ enum class SignResult : std::uint8_t {
   kAuditError,
   kMalformed,
   kInternal,
+  kHeld,
 };
-inline constexpr std::size_t kSignResults = 7;
+inline constexpr std::size_t kSignResults = 8;
 std::string_view SignResultName(SignResult result);
 
 // The counters of one key (or of requests for no known key). Atomic: the sign path adds to them
@@ -131,6 +132,15 @@ struct SignService::State {
   mutable std::mutex policy_mu;
   std::shared_ptr<const policy::Policy> policy;
   internal::Metrics metrics;
+  // Held requests (rules with approvals); null: approvals are not configured. approvals_mu
+  // serializes approvals, denials and expiry of held requests (never held while signing).
+  ApprovalStore* approvals = nullptr;
+  std::mutex approvals_mu;
+  // The expiry sweeper (approvals.cc): wakes every so often, expires pending requests past due.
+  std::mutex sweeper_mu;
+  std::condition_variable sweeper_cv;
+  bool sweeper_stopping = false;  // guarded by sweeper_mu
+  std::thread sweeper;
 
   State(ServiceOptions o, audit::Log& l)
       : options(std::move(o)), log(l), limiter(options.max_rate_counters) {}
@@ -166,6 +176,8 @@ struct SignCall {
   net::Responder respond;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::atomic<bool> counted{false};
+  // A held request signed after its approvals: who approved (the sign records carry them).
+  std::vector<audit::Approver> approvers;
 };
 
 // Wraps `respond` so that the first answer sent through it is counted in the state's metrics
@@ -186,6 +198,20 @@ void DenyAfterAudit(const std::shared_ptr<SignCall>& call, std::string decision,
                     std::string detail, net::Response answer);
 // Records the HSM failure as a denial and answers 503 "hsm_unavailable".
 void FailHsm(const std::shared_ptr<SignCall>& call, const Error& error);
+
+// From the policy decision on (service.cc): refuses a disabled key, evaluates the policy (holding
+// the request when its rule needs approvals, approvals.cc), charges rate limits, and signs.
+// `call` has its key and checked items.
+void DecideAndSign(const std::shared_ptr<SignCall>& call);
+// Holds `call` for approval (approvals.cc): records it (`approval`, decision "hold"), stores it,
+// and answers 202. Without an approval store, denies saying approvals are not configured.
+void Hold(const std::shared_ptr<SignCall>& call);
+// Starts and stops the expiry sweeper (approvals.cc); Stop joins it.
+void StartSweeper(const std::shared_ptr<State>& state);
+void StopSweeper(State& state);
+// GET /v1/requests/ID on the sign socket (approvals.cc).
+void HandleRequestStatus(const State& state, const net::Request& request, std::string_view id,
+                         net::Responder& respond);
 
 // Format "batch" (batch.cc): builds the leaves, splits them into batches of at most
 // ServiceOptions::max_batch_leaves, has the HSM sign each batch's statement, records a `batch`
