@@ -23,6 +23,7 @@
 #ifndef SIGNET_HSM_HSM_H_
 #define SIGNET_HSM_HSM_H_
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -142,8 +143,14 @@ class Token {
     // and the error of the most recent failed job (empty if none failed yet).
     std::uint64_t consecutive_failures = 0;
     std::string last_error;
+    std::chrono::system_clock::time_point last_failure{};  // when the most recent job failed
   };
   Stats stats() const;
+
+  // Asks the token whether this Token is still logged in (C_GetSessionInfo on the session that
+  // holds the login; one round trip), logging in again when the login was lost. For health
+  // checks; thread-safe. Errors: kHsm naming the CK_RV, kPermissionDenied (not logged in).
+  [[nodiscard]] Status CheckLogin() const;
 
  private:
   struct State;

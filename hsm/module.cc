@@ -186,6 +186,7 @@ Result<std::unique_ptr<SessionPool>> SessionPool::Open(std::shared_ptr<Module> m
 }
 
 SessionPool::~SessionPool() {
+  std::lock_guard lock(login_mu_);
   for (CK_SESSION_HANDLE session : free_) {
     fn()->C_CloseSession(session);
   }
@@ -213,6 +214,38 @@ Status SessionPool::Login(CK_SESSION_HANDLE session) {
     return MakeError(CkError(rv, "C_Login as user")
                          .WithContext(rv == CKR_PIN_INCORRECT ? "the PIN in the PIN file is wrong"
                                                               : "logging in to the token"));
+  }
+  return OkStatus();
+}
+
+Status SessionPool::CheckLogin() {
+  std::lock_guard lock(login_mu_);
+  CK_SESSION_INFO info{};
+  CK_RV rv = fn()->C_GetSessionInfo(login_session_, &info);
+  if (IsSessionLost(rv)) {
+    // The token lost its sessions (the signing workers reopen theirs when they next sign): open
+    // the login session again, so that the check says whether logging in works now.
+    fn()->C_CloseSession(login_session_);
+    login_session_ = CK_INVALID_HANDLE;
+    SIGNET_ASSIGN_OR_RETURN(login_session_, OpenOne());
+    SIGNET_RETURN_IF_ERROR(Login(login_session_));
+    rv = fn()->C_GetSessionInfo(login_session_, &info);
+  }
+  if (rv != CKR_OK) {
+    return MakeError(CkError(rv, "C_GetSessionInfo"));
+  }
+  if (info.state != CKS_RO_USER_FUNCTIONS && info.state != CKS_RW_USER_FUNCTIONS) {
+    // Logged out (another process or a fault logged the token out): log in again, as the
+    // workers would on their next signature.
+    SIGNET_RETURN_IF_ERROR(Login(login_session_));
+    rv = fn()->C_GetSessionInfo(login_session_, &info);
+    if (rv != CKR_OK) {
+      return MakeError(CkError(rv, "C_GetSessionInfo"));
+    }
+    if (info.state != CKS_RO_USER_FUNCTIONS && info.state != CKS_RW_USER_FUNCTIONS) {
+      return MakeError(ErrorCode::kPermissionDenied, "the token is not logged in (session state " +
+                                                         std::to_string(info.state) + ")");
+    }
   }
   return OkStatus();
 }

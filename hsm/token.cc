@@ -287,6 +287,8 @@ Token::Stats Token::stats() const {
   return out;
 }
 
+Status Token::CheckLogin() const { return state_->pool->CheckLogin(); }
+
 void Token::State::Remember(const KeyHandle& key) {
   auto parsed = internal::ParseSpki(key.public_key.spki_der);
   if (parsed) {
@@ -350,6 +352,7 @@ void Token::State::WorkerLoop() {
           ++stats.jobs_failed;
           ++stats.consecutive_failures;
           stats.last_error = result.error().message();
+          stats.last_failure = std::chrono::system_clock::now();
         }
       }
       job.done(std::move(result));

@@ -457,6 +457,8 @@ void HandleKeys(const std::vector<SignService::KeyState>& keys, std::string_view
   respond(JsonResponse(200, KeyJson(*it)));
 }
 
+constexpr auto kRecentFailure = std::chrono::minutes(1);
+
 void HandleHealth(const State& state, net::Responder& respond) {
   const Status health = state.log.health();
   const audit::LogStats stats = state.log.stats();
@@ -485,22 +487,29 @@ void HandleHealth(const State& state, net::Responder& respond) {
         names.push_back(other);
       }
     }
-    hsm_ok = hsm_ok && s.consecutive_failures == 0;
-    json token{{"keys", std::move(names)},
-               {"ok", s.consecutive_failures == 0},
-               {"consecutive_failures", s.consecutive_failures},
-               {"signatures", s.signatures},
-               {"jobs_failed", s.jobs_failed},
-               {"retries", s.retries},
-               {"sessions_reopened", s.sessions_reopened},
+    // Healthy: logged in now (asked of the token), and no job failed in the last minute. A
+    // token that failed once and then sat idle is healthy again once the minute passes, if it
+    // still answers.
+    const Status login = entry->key.token->CheckLogin();
+    const bool recent_failure = s.consecutive_failures > 0 &&
+                                std::chrono::system_clock::now() - s.last_failure < kRecentFailure;
+    const bool ok = login.has_value() && !recent_failure;
+    hsm_ok = hsm_ok && ok;
+    json token{{"keys", std::move(names)},       {"ok", ok},
+               {"logged_in", login.has_value()}, {"consecutive_failures", s.consecutive_failures},
+               {"signatures", s.signatures},     {"jobs_failed", s.jobs_failed},
+               {"retries", s.retries},           {"sessions_reopened", s.sessions_reopened},
                {"queue_depth", s.queue_depth}};
     if (!s.last_error.empty()) {
       token["last_error"] = s.last_error;
     }
+    if (!login) {
+      token["login_error"] = login.error().message();
+    }
     tokens.push_back(std::move(token));
   }
-  // "degraded": the log works but a token's most recent job failed (it stays so until a job on
-  // that token succeeds). Either way 503, so that a load balancer sends signers elsewhere.
+  // "degraded": the log works but a token is not logged in, or its most recent job failed less
+  // than a minute ago. Either way 503, so that a load balancer sends signers elsewhere.
   const std::string status = !health ? "unavailable" : hsm_ok ? "ok" : "degraded";
   respond(JsonResponse(status == "ok" ? 200 : 503, json{{"status", status},
                                                         {"host_id", state.options.host_id},

@@ -2,11 +2,15 @@
 //   peer identity -> policy -> HSM batch (verified there) -> audit (group commit) -> answer
 // over the HTTP API that signet::net serves:
 //   POST /v1/sign        JSON, or CBOR with the same schema (Content-Type: application/cbor)
-//   GET  /v1/keys        every key: name, algorithm, format, fingerprint, public key PEM
+//   GET  /v1/keys        every key: name, algorithm, format, fingerprint, public key PEM,
+//                        enabled
 //   GET  /v1/keys/NAME   one key
+//   GET  /v1/requests/ID a request held for approval, for its requester (admin/API.md)
 //   GET  /v1/health      the audit log's health and stats, and each HSM token's stats; 200
 //                        "ok", or 503 "unavailable" (the log has failed) or "degraded" (a
-//                        token's most recent job failed: "ok": false, "last_error")
+//                        token is not logged in (asked of the token on each call: "logged_in")
+//                        or its most recent job failed less than a minute ago: "ok": false,
+//                        "last_error")
 //
 // Caveats:
 // - No record, no signature: a signature is put in a response only after the `sign` records of

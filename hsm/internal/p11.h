@@ -85,6 +85,10 @@ class SessionPool {
 
   CK_FUNCTION_LIST* fn() const { return module_->fn(); }
   std::uint64_t reopened() const;
+  // Asks the token whether the user is logged in (C_GetSessionInfo on the login session). A login
+  // session that died is reopened and logged in again. Errors: kHsm naming the CK_RV,
+  // kPermissionDenied when the session is not in a user state.
+  [[nodiscard]] Status CheckLogin();
 
  private:
   SessionPool() = default;
@@ -95,7 +99,8 @@ class SessionPool {
   std::shared_ptr<Module> module_;
   CK_SLOT_ID slot_ = 0;
   SecureBuffer pin_;
-  CK_SESSION_HANDLE login_session_ = CK_INVALID_HANDLE;
+  CK_SESSION_HANDLE login_session_ = CK_INVALID_HANDLE;  // guarded by login_mu_ after Open
+  std::mutex login_mu_;
   mutable std::mutex mu_;
   std::condition_variable returned_;
   std::vector<CK_SESSION_HANDLE> free_;

@@ -231,6 +231,20 @@ TEST_F(RobustnessTest, HsmSessionFailuresAreRetriedRefusedAndRecoveredFrom) {
   EXPECT_EQ(after_c.value("status", ""), "ok") << after_c.dump();
   EXPECT_EQ(TokenStats(after_c).value("ok", false), true) << after_c.dump();
   recovered.insert(recovered.end(), again.begin(), again.end());
+  EXPECT_EQ(TokenStats(after_c).value("logged_in", false), true) << after_c.dump();
+
+  // (d) The token stops answering whether it is logged in: health asks it on every call, so it
+  // turns 503 "degraded" at once, with no signing traffic, and back to "ok" when it answers.
+  ReplaceFile(rules, "C_GetSessionInfo:1+:CKR_DEVICE_ERROR\n");
+  const HttpResult probe_failed = Get("/v1/health");
+  EXPECT_EQ(probe_failed.status, 503) << probe_failed.body;
+  const json during_d = json::parse(probe_failed.body, nullptr, /*allow_exceptions=*/false);
+  EXPECT_EQ(TokenStats(during_d).value("logged_in", true), false) << during_d.dump();
+  EXPECT_NE(TokenStats(during_d).value("login_error", "").find("CKR_DEVICE_ERROR"),
+            std::string::npos)
+      << during_d.dump();
+  std::filesystem::remove(rules);
+  EXPECT_EQ(Health().value("status", ""), "ok");
 
   // The audit log: one sign record per released signature, a deny record for (b) and no sign
   // record for its digests.

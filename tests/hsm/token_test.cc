@@ -22,6 +22,7 @@ TEST(TokenTest, OpensAndCloses) {
   auto opened = Token::Open(ConfigFor(token));
   ASSERT_TRUE(opened) << opened.error();
   EXPECT_EQ((*opened)->stats().signatures, 0u);
+  EXPECT_TRUE((*opened)->CheckLogin()) << "a token that just logged in says so";
   opened->reset();
   // And again: the module is finalized and initialized anew.
   auto again = Token::Open(ConfigFor(token));
