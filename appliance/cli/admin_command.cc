@@ -1,6 +1,6 @@
 // `signet admin`: the admin socket's commands (admin/API.md). `policy` lives in
-// admin_policy_command.cc, `stats` in admin_stats_command.cc; this file holds the group itself and
-// `keys list|generate|disable|enable`.
+// admin_policy_command.cc, `approvals` in admin_approvals_command.cc, `stats` in
+// admin_stats_command.cc; this file holds the group itself and `keys list|generate|disable|enable`.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,12 +18,13 @@ using nlohmann::json;
 
 constexpr std::string_view kAdminFooter = R"footer(
 Administers signetd over its admin socket: the policy (who may sign what, who administers),
-keys (generated in the HSM, disabled, enabled) and statistics. Every change is recorded in the
-audit log before signetd answers.
+keys (generated in the HSM, disabled, enabled), the sign requests held for approval, and
+statistics. Every change is recorded in the audit log before signetd answers.
 
 Examples:
   signet admin policy show --socket .signet/admin/admin.sock
   signet admin keys list
+  signet admin approvals list
   signet admin stats)footer";
 
 constexpr std::string_view kKeysFooter = R"footer(
@@ -267,10 +268,11 @@ class AdminCommand final : public Command {
  public:
   CLI::App* Register(CLI::App& parent) override {
     CLI::App* app = parent.add_subcommand(
-        "admin", "Administer signetd: policy, keys and statistics over its admin socket");
+        "admin",
+        "Administer signetd: policy, keys, approvals and statistics over its admin socket");
     app->require_subcommand(1, 1);
     app->footer(std::string(kAdminFooter) + "\n" + std::string(kAdminSocketHelp));
-    for (auto* command : {&policy_, &keys_, &stats_}) {
+    for (auto* command : {&policy_, &keys_, &approvals_, &stats_}) {
       registered_.emplace_back((*command)->Register(*app), command->get());
     }
     return app;
@@ -288,6 +290,7 @@ class AdminCommand final : public Command {
  private:
   std::unique_ptr<Command> policy_ = MakeAdminPolicyCommand();
   std::unique_ptr<Command> keys_ = MakeAdminKeysCommand();
+  std::unique_ptr<Command> approvals_ = MakeAdminApprovalsCommand();
   std::unique_ptr<Command> stats_ = MakeAdminStatsCommand();
   std::vector<std::pair<CLI::App*, Command*>> registered_;
 };

@@ -21,13 +21,16 @@
 // hashes files and has signetd (HTTP over its Unix socket, or TLS 1.3 with a client certificate)
 // sign the digests in batches, several requests in flight, while hashing continues, writing each
 // raw signature atomically to FILE.sig (or DIR/FILE.sig with --out-dir); an existing .sig is
-// kept, and its file failed, unless --force.
+// kept, and its file failed, unless --force. A request that a policy rule holds for approval
+// writes nothing for its files and exits 3; with --wait [--wait-timeout SECONDS] signet polls
+// GET /v1/requests/ID until it is signed (then writes as usual), denied, expired or failed.
 // `signet keys list [--json]` and `signet keys show NAME [--pem] [--json]` (same connection
 // options as sign) describe the keys signetd signs with; --pem prints the public key alone.
 // `signet admin policy show|validate FILE|apply FILE [--comment TEXT]|versions|explain
 // --principal P --key K [--tool T] [--artifact NAME...]`, `signet admin keys list|generate NAME
 // --algorithm A --format F [--hsm H]|disable NAME [--reason R]|enable NAME [--reason R]` and
-// `signet admin stats`, each with [--socket PATH] [--json], talk to signetd's admin socket
+// `signet admin stats` and `signet admin approvals list [--all]|show ID|approve ID|deny ID --reason
+// TEXT`, each with [--socket PATH] [--json], talk to signetd's admin socket
 // (admin/API.md; default $SIGNET_ADMIN_SOCKET, else ./.signet/admin/admin.sock,
 // /run/signet/admin/admin.sock, /var/lib/signet/admin/admin.sock). --json prints signetd's answer
 // as it is; an invalid policy is reported as "FILE:LINE:COL: message" (exit 1).
@@ -46,6 +49,9 @@
 // - A progress line is drawn on stderr only when stderr is a terminal.
 // - stdout is block-buffered (1 MiB) unless it is a terminal; a write error (full disk, closed
 //   pipe) is reported and makes the exit status 1.
+// - `signet audit find FILE...|--digest HEX (--socket ADMIN_SOCK | --log DIR)` names the records
+//   of a file's digest (who signed it, when, with which key, approved by whom); `signet audit
+//   export --socket ADMIN_SOCK` exports through the admin API (role auditor) instead of --log.
 // - `signet audit export` needs read access to the log's data.mdb and write access to its lock.mdb
 //   (LMDB's reader table), i.e. signetd's user or root. With -o FILE it writes FILE.tmp.XXXXXX,
 //   fsyncs it and renames it over FILE: a failed export never leaves a partial FILE.
@@ -58,6 +64,8 @@ namespace signet::cli {
 inline constexpr int kExitOk = 0;      // everything asked for was done and verified
 inline constexpr int kExitFailed = 1;  // something failed: a file, a check, a write
 inline constexpr int kExitUsage = 2;   // bad command line: nothing was done
+// `signet sign` only: files are held for approval (without --wait) and none failed.
+inline constexpr int kExitHeld = 3;
 
 }  // namespace signet::cli
 

@@ -36,6 +36,7 @@
 #include "appliance/cli/internal/parse.h"
 #include "appliance/cli/internal/progress.h"
 #include "appliance/cli/internal/receipt.h"
+#include "appliance/cli/internal/sign_wait.h"
 #include "appliance/formats/formats.h"
 
 namespace signet::cli {
@@ -52,6 +53,8 @@ constexpr std::size_t kMaxBatch = 10000;  // the daemon's default max_items_per_
 constexpr unsigned kDefaultRequests = 4;  // requests in flight
 constexpr unsigned kMaxRequests = 64;
 constexpr std::size_t kMaxNameBytes = 4096;
+constexpr std::uint64_t kDefaultWaitSeconds = 3600;
+constexpr std::uint64_t kMaxWaitSeconds = 30 * 24 * 3600;
 
 constexpr std::string_view kFooter = R"footer(
 The key's hash (GET /v1/keys/NAME) decides what the files are hashed with. Digests go to signetd
@@ -68,12 +71,20 @@ Prints "signed FILE -> FILE.sig (seq N)" per file as its batch is answered (--js
 per file: path, signature_path, seq, ok, error), errors on stderr, and a summary on stderr. A
 refusal by the daemon (policy, rate limit, audit log unavailable) fails every file of its batch.
 
+A policy rule with `approvals = M` holds a request instead of signing it (signetd answers 202):
+nothing is written for its files, and "held for approval: ID (rule R needs M approvals)" is
+printed on stderr (--json: its files' lines carry "approval_id"); approvers run `signet admin
+approvals approve ID`. With --wait, signet polls signetd (every 0.5 s, backing off to 5 s) until
+every held request is signed, then writes its files' signatures as usual; a denial, an expiry, a
+failure or --wait-timeout (default 3600 s) fails its files.
+
 Exit status: 0 every file signed, 1 a file failed (or the daemon could not be used),
-2 bad command line.
+2 bad command line, 3 some files are held for approval (without --wait) and none failed.
 
 Examples:
   signet sign --key release dist/*.tar.gz
   signet sign --key release -r --out-dir sigs/ dist/
+  signet sign --key release --wait --wait-timeout 600 dist/app.tar.gz
   signet sign --socket /run/signet/sign.sock --key release --json build/app.bin | jq .seq
   signet sign --url https://signer.example:8443 --cert ci.pem --cert-key ci.key \
       --cacert signer-ca.pem --key release dist/app.tar.gz)footer";
@@ -182,6 +193,8 @@ struct SignSettings {
   bool batch_size_given = false;
   bool force = false;
   bool json = false;
+  bool wait = false;
+  std::chrono::seconds wait_timeout{kDefaultWaitSeconds};
   std::vector<std::filesystem::path> paths;
 };
 
@@ -260,9 +273,12 @@ class SignCommand final : public Command {
   std::string batch_size_;
   bool force_ = false;
   bool json_ = false;
+  bool wait_ = false;
+  std::string wait_timeout_;
   std::vector<std::string> paths_;
 
   CLI::Option* jobs_option_ = nullptr;
+  CLI::Option* wait_timeout_option_ = nullptr;
   CLI::Option* requests_option_ = nullptr;
   CLI::Option* out_dir_option_ = nullptr;
   CLI::Option* batch_option_ = nullptr;
@@ -291,6 +307,13 @@ CLI::App* SignCommand::Register(CLI::App& parent) {
   jobs_option_ = app->add_option("-j,--jobs", jobs_, "Hashing threads; 0 (default): one per core")
                      ->type_name("N");
   app->add_flag("--force", force_, "Replace existing signature files");
+  CLI::Option* wait = app->add_flag(
+      "--wait", wait_, "Wait for requests held for approval, then write their signatures");
+  wait_timeout_option_ =
+      app->add_option("--wait-timeout", wait_timeout_,
+                      "Give up waiting after SECONDS (default 3600); with --wait")
+          ->type_name("SECONDS")
+          ->needs(wait);
   app->add_flag("--json", json_,
                 "One JSON object per file and line: path, signature_path, seq, ok, error");
   app->add_option("PATH", paths_, "Files to sign (directories with -r)")->required();
@@ -314,6 +337,12 @@ Result<SignSettings> SignCommand::Validate() const {
   settings.recursive = recursive_;
   settings.force = force_;
   settings.json = json_;
+  settings.wait = wait_;
+  if (wait_timeout_option_->count() > 0) {
+    SIGNET_ASSIGN_OR_RETURN(const std::uint64_t n,
+                            ParseCount(wait_timeout_, "--wait-timeout", 1, kMaxWaitSeconds));
+    settings.wait_timeout = std::chrono::seconds(n);
+  }
   if (batch_option_->count() > 0) {
     SIGNET_ASSIGN_OR_RETURN(const std::uint64_t n,
                             ParseCount(batch_size_, "--batch-size", 1, kMaxBatch));
@@ -418,6 +447,14 @@ struct FileResult {
   std::string signature_path;
   std::optional<std::uint64_t> seq;
   std::optional<std::string> error;
+  // Set when the file is held for approval (not signed, not failed); `error` then says so.
+  std::optional<std::string> approval_id{};
+};
+
+// A request signetd holds for approval, and the files it holds.
+struct HeldBatch {
+  HeldRequest request;
+  std::vector<Pending> batch;
 };
 
 // SignRun is one `signet sign` run after setup: it owns the results and prints them.
@@ -486,9 +523,50 @@ class SignRun {
     }
   }
 
+  // Without --wait, once the senders are done: reports the held files (--json: one line each).
+  void ReportHeld() {
+    for (const HeldBatch& held : held_) {
+      for (const Pending& item : held.batch) {
+        Report({item.path, item.signature_path, std::nullopt,
+                "held for approval: " + held.request.approval_id, held.request.approval_id});
+      }
+    }
+  }
+
+  // With --wait, once the senders are done: waits for the held requests over `client` and writes
+  // the signatures of those signed; the files of the others fail.
+  void WaitForHeld(DaemonClient& client) {
+    if (held_.empty()) {
+      return;
+    }
+    std::vector<HeldRequest> requests;
+    for (const HeldBatch& held : held_) {
+      requests.push_back(held.request);
+    }
+    const std::vector<WaitOutcome> outcomes =
+        WaitForApprovals(client, requests, {.timeout = settings_.wait_timeout}, console_);
+    for (std::size_t i = 0; i < held_.size(); ++i) {
+      const WaitOutcome& outcome = outcomes[i];
+      const std::vector<Pending>& batch = held_[i].batch;
+      if (outcome.state == WaitOutcome::State::kSigned) {
+        WriteSigned(batch, outcome.answer);
+        continue;
+      }
+      std::string message = outcome.message;
+      if (outcome.state == WaitOutcome::State::kTimedOut) {
+        console_.Error(outcome.message);  // once, with what to do; each file names the ID
+        message = "still waiting for approval: " + held_[i].request.approval_id;
+      }
+      for (const Pending& item : batch) {
+        Report({item.path, item.signature_path, std::nullopt, message});
+      }
+    }
+  }
+
   std::uint64_t signed_files() const { return signed_.load(); }
   const std::atomic<std::uint64_t>& signed_counter() const { return signed_; }
   std::uint64_t failed_files() const { return failed_.load(); }
+  std::uint64_t held_files() const { return held_files_.load(); }
   // Once the sender is done: flush the filesystems the signatures went to.
   [[nodiscard]] Status SyncWritten() {
     std::lock_guard lock(dirs_mu_);
@@ -532,11 +610,50 @@ class SignRun {
       fail_all(answer.error().message());
       return;
     }
+    if (answer->status == 202) {
+      Hold(batch, answer->body);
+      return;
+    }
     if (answer->status != 200) {
       fail_all(DescribeRefusal(*answer));
       return;
     }
-    const json reply = json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+    WriteSigned(batch, json::parse(answer->body, nullptr, /*allow_exceptions=*/false));
+  }
+
+  // A 202 answer: signetd holds `batch` for approval. Its files are reported once the senders are
+  // done (ReportHeld or WaitForHeld).
+  void Hold(const std::vector<Pending>& batch, const std::string& body) {
+    auto held = ParseHeldAnswer(body);
+    if (!held) {
+      for (const Pending& item : batch) {
+        Report({item.path, item.signature_path, std::nullopt, held.error().message()});
+      }
+      return;
+    }
+    const std::string files = fmt::format("{} file{}", batch.size(), batch.size() == 1 ? "" : "s");
+    if (settings_.wait) {
+      console_.Error(fmt::format("held for approval: {}; waiting for it ({}, up to {} s)",
+                                 DescribeHeld(*held), files, settings_.wait_timeout.count()));
+    } else {
+      console_.Error(fmt::format(
+          "held for approval: {}; nothing written for its {}. Run `signet sign --wait ...` to "
+          "wait for approvals (a new request), or ask an approver: signet admin approvals "
+          "approve {}",
+          DescribeHeld(*held), files, DisplayName(held->approval_id)));
+    }
+    std::lock_guard lock(held_mu_);
+    held_.push_back({std::move(*held), batch});
+  }
+
+  // A 200 answer of POST /v1/sign for `batch` (or a held request's "signed" answer, which has its
+  // fields): checks it and writes each file's signature or receipt.
+  void WriteSigned(const std::vector<Pending>& batch, const json& reply) {
+    auto fail_all = [&](const std::string& message) {
+      for (const Pending& item : batch) {
+        Report({item.path, item.signature_path, std::nullopt, message});
+      }
+    };
     if (!reply.is_object() || !reply.contains("items") || !reply["items"].is_array() ||
         reply["items"].size() != batch.size()) {
       fail_all("signetd's answer does not list one signature per file sent");
@@ -682,17 +799,22 @@ class SignRun {
   }
 
   void Report(const FileResult& result) {
-    (result.error ? failed_ : signed_).fetch_add(1);
+    (result.approval_id ? held_files_ : result.error ? failed_ : signed_).fetch_add(1);
     if (settings_.json) {
       json line{{"path", result.path},
                 {"signature_path", result.signature_path},
                 {"seq", result.seq ? json(*result.seq) : json(nullptr)},
                 {"ok", !result.error},
                 {"error", result.error ? json(*result.error) : json(nullptr)}};
+      if (result.approval_id) {
+        line["approval_id"] = *result.approval_id;
+      }
       console_.Out(line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
-      if (!result.error) {
+      if (!result.error || result.approval_id) {
         return;
       }
+    } else if (result.approval_id) {
+      return;  // said once for its request, when signetd held it
     } else if (!result.error) {
       console_.Out(fmt::format("signed {} -> {} (seq {})\n", DisplayName(result.path),
                                DisplayName(result.signature_path), *result.seq));
@@ -709,6 +831,9 @@ class SignRun {
   std::vector<Pending> batch_;  // filled by the hasher's callback only
   std::atomic<std::uint64_t> signed_{0};
   std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> held_files_{0};
+  std::mutex held_mu_;
+  std::vector<HeldBatch> held_;  // appended by the senders; read once they are done
   std::mutex dirs_mu_;
   std::set<std::string> written_dirs_;  // directories that received a signature
 };
@@ -779,6 +904,11 @@ int SignCommand::Run(Console& console) {
                 [&](pipeline::FileOutcome outcome) { run.OnHashed(std::move(outcome), queue); });
     run.FlushBatch(queue);
   }  // closes the queue, then joins the senders
+  if (settings->wait) {
+    run.WaitForHeld(*clients.front());
+  } else {
+    run.ReportHeld();
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
@@ -792,10 +922,12 @@ int SignCommand::Run(Console& console) {
   }
   const std::uint64_t signed_files = run.signed_files();
   const std::uint64_t failed = run.failed_files();
-  console.Error(fmt::format("signed {} file{} with key {} (format {}) in {:.2f} s; {} failed",
+  const std::uint64_t held = run.held_files();
+  console.Error(fmt::format("signed {} file{} with key {} (format {}) in {:.2f} s; {} failed{}",
                             signed_files, signed_files == 1 ? "" : "s", DisplayName(key->name),
-                            DisplayName(key->format), seconds, failed));
-  return failed > 0 ? kExitFailed : kExitOk;
+                            DisplayName(key->format), seconds, failed,
+                            held > 0 ? fmt::format("; {} held for approval", held) : ""));
+  return failed > 0 ? kExitFailed : held > 0 ? kExitHeld : kExitOk;
 }
 
 }  // namespace

@@ -91,6 +91,8 @@ int UsageError(Console& console, std::string_view command, std::string_view mess
 // (admin_command.cc), registered under `signet admin` by MakeAdminCommand's command.
 std::unique_ptr<Command> MakeAdminPolicyCommand();
 std::unique_ptr<Command> MakeAdminKeysCommand();
+// `signet admin approvals list|show|approve|deny` (admin_approvals_command.cc).
+std::unique_ptr<Command> MakeAdminApprovalsCommand();
 // `signet admin stats` (admin_stats_command.cc).
 std::unique_ptr<Command> MakeAdminStatsCommand();
 
