@@ -335,6 +335,23 @@ void AdminService::Handle(net::Request request, net::Responder respond) {
       // counts (a peer who lost every role is refused here).
       const auto policy = state->service.policy();
       const policy::Principal principal = internal::PrincipalOf(call->request.peer);
+      // Count every answer by endpoint group and status, for GET /metrics.
+      std::string group = "other";
+      for (const char* known : {"policy", "keys", "approvals", "audit", "health"}) {
+        if (call->path.starts_with(std::string("/v1/") + known)) {
+          group = known;
+        }
+      }
+      if (call->path == "/metrics") {
+        group = "metrics";
+      }
+      call->respond = [state, group, respond = std::move(call->respond)](net::Response r) {
+        {
+          std::lock_guard count_lock(state->requests_mu);
+          ++state->requests[{group, r.status}];
+        }
+        respond(std::move(r));
+      };
       call->roles = internal::RolesOf(*policy, principal);
       call->who = policy::PrincipalName(principal);
       if (call->roles.empty()) {

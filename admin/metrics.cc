@@ -284,6 +284,17 @@ std::string RenderMetrics(State& state) {
   RenderService(state.service.metrics(), out);
   RenderTokens(state.tokens, out);
   RenderAudit(state.log, out);
+  out.Family("signet_admin_requests_total", "counter",
+             "Admin API requests answered, by endpoint group (policy, keys, approvals, audit, "
+             "metrics, health, other) and HTTP status. Peers refused at accept are not requests: "
+             "they are audit records.");
+  {
+    std::lock_guard lock(state.requests_mu);
+    for (const auto& [key, count] : state.requests) {
+      out.Sample("signet_admin_requests_total",
+                 {{"endpoint", key.first}, {"status", std::to_string(key.second)}}, count);
+    }
+  }
   out.Family("signet_approvals_pending", "gauge",
              "Sign requests held for approval and still waiting (not expired).");
   const auto pending = state.service.HeldRequests(true);

@@ -35,6 +35,10 @@ struct AdminService::State {
   // has them, ...), by name: the reason. Set by Create, read-only afterwards.
   std::map<std::string, std::string> unloaded_keys;
 
+  // Admin requests answered, by (endpoint group, status): GET /metrics shows them.
+  std::mutex requests_mu;
+  std::map<std::pair<std::string, int>, std::uint64_t> requests;  // guarded by requests_mu
+
   // Serializes changes (policy apply, key changes) so that versions are numbered in the order
   // they take effect.
   std::mutex change_mu;

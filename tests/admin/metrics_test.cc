@@ -220,7 +220,25 @@ TEST_F(MetricsTest, CheckpointSizeAndAge) {
   EXPECT_LT(*age, 60.0);
 }
 
-TEST_F(MetricsTest, OnlyGet) { EXPECT_EQ(Admin("POST", "/metrics").status, 405); }
+TEST_F(MetricsTest, OnlyGetAndAdminRequestsAreCounted) {
+  EXPECT_EQ(Admin("POST", "/metrics").status, 405);
+  EXPECT_EQ(Admin("GET", "/v1/policy").status, 200);
+  EXPECT_EQ(Admin("GET", "/v1/policy/versions/99").status, 404);
+  Scrape();  // counted once answered: the next scrape shows it
+  const Parsed parsed = Scrape();
+  EXPECT_EQ(
+      parsed.Value("signet_admin_requests_total", {{"endpoint", "metrics"}, {"status", "405"}}),
+      1.0);
+  EXPECT_EQ(
+      parsed.Value("signet_admin_requests_total", {{"endpoint", "metrics"}, {"status", "200"}}),
+      1.0);
+  EXPECT_EQ(
+      parsed.Value("signet_admin_requests_total", {{"endpoint", "policy"}, {"status", "200"}}),
+      1.0);
+  EXPECT_EQ(
+      parsed.Value("signet_admin_requests_total", {{"endpoint", "policy"}, {"status", "404"}}),
+      1.0);
+}
 
 }  // namespace
 }  // namespace signet::admin::testing
