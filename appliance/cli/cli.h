@@ -24,6 +24,11 @@
 // kept, and its file failed, unless --force. A request that a policy rule holds for approval
 // writes nothing for its files and exits 3; with --wait [--wait-timeout SECONDS] signet polls
 // GET /v1/requests/ID until it is signed (then writes as usual), denied, expired or failed.
+// `signet sign --collect ID [--wait [--wait-timeout SECONDS]] --key NAME PATH...` (not with
+// --requests or --batch-size) sends nothing: it hashes PATH... as sign would, reads held request
+// ID (polling with --wait), and once it is signed writes the signatures of those files, which
+// must be exactly the request's files by name, each checked against the file as it is now (a
+// file changed since the request fails); pending exits 3, denied, expired or failed exits 1.
 // `signet keys list [--json]` and `signet keys show NAME [--pem] [--json]` (same connection
 // options as sign) describe the keys signetd signs with; --pem prints the public key alone.
 // `signet admin policy show|validate FILE|apply FILE [--comment TEXT]|versions|explain

@@ -78,6 +78,14 @@ approvals approve ID`. With --wait, signet polls signetd (every 0.5 s, backing o
 every held request is signed, then writes its files' signatures as usual; a denial, an expiry, a
 failure or --wait-timeout (default 3600 s) fails its files.
 
+Once approved, a request held by an earlier run is collected with --collect ID and the same
+--key and PATHs (and -r, and working directory): nothing is sent. The files are hashed again and
+matched to the request's signed files by name (each must be one of them, and none may be
+missing: otherwise nothing is written), and each signature is checked against the file as it is
+now before it is written, so a file changed since the request fails. Still pending: exit 3
+(with --wait: wait for it as above); denied, expired or failed: exit 1 with the reason. A run
+whose files went out in several requests is collected one ID at a time, with each one's files.
+
 Exit status: 0 every file signed, 1 a file failed (or the daemon could not be used),
 2 bad command line, 3 some files are held for approval (without --wait) and none failed.
 
@@ -85,6 +93,7 @@ Examples:
   signet sign --key release dist/*.tar.gz
   signet sign --key release -r --out-dir sigs/ dist/
   signet sign --key release --wait --wait-timeout 600 dist/app.tar.gz
+  signet sign --key release --collect 5d41402abc4b2a76b9719d911017c592 dist/app.tar.gz
   signet sign --socket /run/signet/sign.sock --key release --json build/app.bin | jq .seq
   signet sign --url https://signer.example:8443 --cert ci.pem --cert-key ci.key \
       --cacert signer-ca.pem --key release dist/app.tar.gz)footer";
@@ -195,6 +204,7 @@ struct SignSettings {
   bool json = false;
   bool wait = false;
   std::chrono::seconds wait_timeout{kDefaultWaitSeconds};
+  std::optional<std::string> collect;  // --collect ID: a request held by an earlier run
   std::vector<std::filesystem::path> paths;
 };
 
@@ -205,6 +215,12 @@ struct KeyInfo {
   std::string format;  // "raw" (FILE.sig) or "batch" (FILE.receipt)
   pipeline::DigestAlgorithm hash = pipeline::DigestAlgorithm::kSha256;
   std::optional<ReceiptKey> receipt_key;  // batch keys: checks every receipt before it is written
+  std::string scheme;                     // "ECDSA", "RSA PKCS#1 v1.5", "RSA-PSS"
+  std::string fingerprint;
+  std::string public_key_pem;
+  // --collect, raw keys: checks every signature against the file's digest now, before it is
+  // written (a file may have changed since the request was made).
+  std::optional<RawKey> raw_key;
   bool batch() const { return format == "batch"; }
 };
 
@@ -275,10 +291,12 @@ class SignCommand final : public Command {
   bool json_ = false;
   bool wait_ = false;
   std::string wait_timeout_;
+  std::string collect_;
   std::vector<std::string> paths_;
 
   CLI::Option* jobs_option_ = nullptr;
   CLI::Option* wait_timeout_option_ = nullptr;
+  CLI::Option* collect_option_ = nullptr;
   CLI::Option* requests_option_ = nullptr;
   CLI::Option* out_dir_option_ = nullptr;
   CLI::Option* batch_option_ = nullptr;
@@ -314,6 +332,10 @@ CLI::App* SignCommand::Register(CLI::App& parent) {
                       "Give up waiting after SECONDS (default 3600); with --wait")
           ->type_name("SECONDS")
           ->needs(wait);
+  collect_option_ = app->add_option("--collect", collect_,
+                                    "Send nothing: write the signatures of request ID, held by an "
+                                    "earlier run and since approved, for the same PATHs")
+                        ->type_name("ID");
   app->add_flag("--json", json_,
                 "One JSON object per file and line: path, signature_path, seq, ok, error");
   app->add_option("PATH", paths_, "Files to sign (directories with -r)")->required();
@@ -338,6 +360,20 @@ Result<SignSettings> SignCommand::Validate() const {
   settings.force = force_;
   settings.json = json_;
   settings.wait = wait_;
+  if (collect_option_->count() > 0) {
+    if (!ValidApprovalId(collect_)) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("--collect '{}': a held request's ID is 1 to 128 of A-Z a-z "
+                                   "0-9 . _ -",
+                                   DisplayName(collect_)));
+    }
+    if (requests_option_->count() > 0 || batch_option_->count() > 0) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "--collect sends no request: --requests and --batch-size do not apply");
+    }
+    settings.collect = collect_;
+    settings.requests = 1;
+  }
   if (wait_timeout_option_->count() > 0) {
     SIGNET_ASSIGN_OR_RETURN(const std::uint64_t n,
                             ParseCount(wait_timeout_, "--wait-timeout", 1, kMaxWaitSeconds));
@@ -412,6 +448,9 @@ Result<KeyInfo> FetchKey(DaemonClient& client, const std::string& name) {
   key.name = name;
   key.algorithm = body.value("algorithm", std::string());
   key.format = body["format"].get<std::string>();
+  key.scheme = body.value("scheme", std::string());
+  key.fingerprint = body.value("fingerprint", std::string());
+  key.public_key_pem = body.value("public_key_pem", std::string());
   if (key.format != "raw" && key.format != "batch") {
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("key \"{}\" makes {} signatures; this signet writes raw "
@@ -485,6 +524,7 @@ class SignRun {
         message.erase(0, name.size() + 2);
       }
       Report({name, SignaturePath(name), std::nullopt, message});
+      unhashed_.insert(name);
       return;
     }
     if (!given_.contains(name) && (name.ends_with(".sig") || name.ends_with(".receipt"))) {
@@ -492,6 +532,12 @@ class SignRun {
     }
     Pending item{name, SignaturePath(name), outcome.digest->size(),
                  outcome.digest->digests.front().Hex()};
+    if (settings_.collect) {  // matched to the held request's answer once hashing is done
+      if (collected_names_.insert(name).second) {
+        collected_.push_back(std::move(item));
+      }
+      return;
+    }
     if (auto refused = Precheck(item); refused) {
       Report({name, item.signature_path, std::nullopt, *refused});
       return;
@@ -560,6 +606,36 @@ class SignRun {
       for (const Pending& item : batch) {
         Report({item.path, item.signature_path, std::nullopt, message});
       }
+    }
+  }
+
+  // With --collect, once hashing is done: collects held request `held` (PlanCollect) and checks
+  // and writes the signatures of the files as for a 200 answer (WriteSigned; key_.raw_key checks
+  // each raw signature against the file as it is now).
+  void Collect(DaemonClient& client, const HeldRequest& held) {
+    CollectFiles files;
+    for (const Pending& item : collected_) {
+      files.names.push_back(item.path);
+      files.refused.push_back(Precheck(item));
+    }
+    files.unreadable = unhashed_;
+    const CollectPlan plan = PlanCollect(client,
+                                         {.held = held,
+                                          .key = key_.name,
+                                          .key_fingerprint = key_.fingerprint,
+                                          .wait = settings_.wait,
+                                          .wait_timeout = settings_.wait_timeout},
+                                         files, console_);
+    for (const auto& [i, message] : plan.unwritten) {
+      Report({collected_[i].path, collected_[i].signature_path, std::nullopt, message,
+              plan.held ? std::optional(held.approval_id) : std::nullopt});
+    }
+    std::vector<Pending> batch;
+    for (const std::size_t i : plan.write) {
+      batch.push_back(collected_[i]);
+    }
+    if (!batch.empty()) {
+      WriteSigned(batch, plan.reply);
     }
   }
 
@@ -636,11 +712,12 @@ class SignRun {
       console_.Error(fmt::format("held for approval: {}; waiting for it ({}, up to {} s)",
                                  DescribeHeld(*held), files, settings_.wait_timeout.count()));
     } else {
+      const std::string id = DisplayName(held->approval_id);
       console_.Error(fmt::format(
-          "held for approval: {}; nothing written for its {}. Run `signet sign --wait ...` to "
-          "wait for approvals (a new request), or ask an approver: signet admin approvals "
-          "approve {}",
-          DescribeHeld(*held), files, DisplayName(held->approval_id)));
+          "held for approval: {}; nothing written for its {}. Ask an approver (signet admin "
+          "approvals approve {}); once it is approved, `signet sign --collect {} ... FILES` (the "
+          "same --key and FILES; add --wait to wait for the approvals) writes its signatures",
+          DescribeHeld(*held), files, id, id));
     }
     std::lock_guard lock(held_mu_);
     held_.push_back({std::move(*held), batch});
@@ -679,6 +756,12 @@ class SignRun {
         Report({item.path, item.signature_path, seq, "signature is not base64"});
         continue;
       }
+      if (auto refused = key_.raw_key
+                             ? CheckCollectedSignature(*key_.raw_key, item.digest_hex, *signature)
+                             : std::nullopt) {
+        Report({item.path, item.signature_path, seq, *refused});
+        continue;
+      }
       WriteOutput(item, seq, *signature);
     }
   }
@@ -710,8 +793,11 @@ class SignRun {
           *receipt, item.size, receipt->leaf.digest, key_.receipt_key->fingerprint, check);
       if (!verdict.ok()) {
         Report({item.path, item.signature_path, receipt->seq,
-                fmt::format("signetd's receipt does not check out ({}): {}",
-                            formats::ReceiptFailureName(verdict.failure), verdict.message)});
+                fmt::format("signetd's receipt does not check out ({}): {}{}",
+                            formats::ReceiptFailureName(verdict.failure), verdict.message,
+                            settings_.collect ? "; if the file changed since it was sent for "
+                                                "signing, the receipt is for its old contents"
+                                              : "")});
         continue;
       }
       auto text = formats::SerializeReceipt(*receipt);
@@ -829,6 +915,10 @@ class SignRun {
   std::string host_;
   std::set<std::string> given_;
   std::vector<Pending> batch_;  // filled by the hasher's callback only
+  // --collect: the files hashed (read by Collect once hashing is done), and those that failed.
+  std::vector<Pending> collected_;
+  std::set<std::string> collected_names_;
+  std::set<std::string> unhashed_;
   std::atomic<std::uint64_t> signed_{0};
   std::atomic<std::uint64_t> failed_{0};
   std::atomic<std::uint64_t> held_files_{0};
@@ -873,6 +963,15 @@ int SignCommand::Run(Console& console) {
   if (key->batch() && !settings->batch_size_given) {
     settings->batch_size = kDefaultReceiptBatch;
   }
+  if (settings->collect && !key->batch()) {
+    auto raw_key = MakeRawKey(key->public_key_pem, key->scheme, key->hash);
+    if (!raw_key) {
+      console.Error(
+          fmt::format("key \"{}\": {}", DisplayName(key->name), raw_key.error().message()));
+      return kExitFailed;
+    }
+    key->raw_key = std::move(*raw_key);
+  }
   pipeline::HashOptions options;
   options.algorithms = {key->hash};
   options.recursive = settings->recursive;
@@ -891,8 +990,10 @@ int SignCommand::Run(Console& console) {
   BatchQueue queue(settings->requests + 2);
   {
     std::vector<std::jthread> senders;
-    for (auto& client : clients) {
-      senders.emplace_back([&run, &queue, c = client.get()] { run.SendAll(queue, *c); });
+    if (!settings->collect) {  // --collect sends nothing
+      for (auto& client : clients) {
+        senders.emplace_back([&run, &queue, c = client.get()] { run.SendAll(queue, *c); });
+      }
     }
     // Close the queue however hashing ends, or the senders would wait forever on join.
     struct CloseOnExit {
@@ -904,7 +1005,9 @@ int SignCommand::Run(Console& console) {
                 [&](pipeline::FileOutcome outcome) { run.OnHashed(std::move(outcome), queue); });
     run.FlushBatch(queue);
   }  // closes the queue, then joins the senders
-  if (settings->wait) {
+  if (settings->collect) {
+    run.Collect(*clients.front(), HeldRequest{.approval_id = *settings->collect});
+  } else if (settings->wait) {
     run.WaitForHeld(*clients.front());
   } else {
     run.ReportHeld();

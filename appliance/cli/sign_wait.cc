@@ -1,4 +1,4 @@
-// `signet sign --wait`: waiting for held sign requests (internal/sign_wait.h).
+// `signet sign --wait` and `--collect`: asking about held sign requests (internal/sign_wait.h).
 #include "appliance/cli/internal/sign_wait.h"
 
 #include <fmt/format.h>
@@ -8,17 +8,18 @@
 #include <thread>
 
 namespace signet::cli {
-namespace {
 
-using nlohmann::json;
-using Clock = std::chrono::steady_clock;
-
-bool ValidId(std::string_view id) {
+bool ValidApprovalId(std::string_view id) {
   return !id.empty() && id.size() <= 128 && id != "." && id != ".." &&
          id.find_first_not_of(
              "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") ==
              std::string_view::npos;
 }
+
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
 
 std::string StringField(const json& object, const char* name, std::string_view fallback = "") {
   if (!object.is_object() || !object.contains(name) || !object[name].is_string()) {
@@ -34,16 +35,19 @@ std::size_t ApprovalsGiven(const json& answer) {
 
 // One held request while it is waited for.
 struct Waiting {
-  const HeldRequest* held;
+  HeldRequest held;                      // approvals_required is updated from signetd's answers
   std::optional<WaitOutcome> outcome{};  // set once it ended
+  std::size_t approvals = 0;             // given so far, as last seen
+  bool approved = false;                 // the M-th approval came; signetd is signing
   std::optional<std::size_t> shown_approvals{};
   bool shown_signing = false;
   std::string last_error{};  // the last connection failure, for the timeout message
 };
 
-// One poll of `w`. Returns true when its approvals count changed (the back-off restarts).
-bool Poll(DaemonClient& client, Waiting& w, Console& console) {
-  const HeldRequest& held = *w.held;
+// One poll of `w`, telling `console` (when not null) of new approvals. Returns true when its
+// approvals count changed (the back-off restarts).
+bool Poll(DaemonClient& client, Waiting& w, Console* console) {
+  HeldRequest& held = w.held;
   const std::string id = DisplayName(held.approval_id);
   auto answer = client.Get("/v1/requests/" + held.approval_id);
   if (!answer) {
@@ -51,6 +55,14 @@ bool Poll(DaemonClient& client, Waiting& w, Console& console) {
     return false;
   }
   w.last_error.clear();
+  if (answer->status == 404) {
+    const json refusal = json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
+    w.outcome = WaitOutcome{
+        .message = fmt::format("no held request {} on this signetd (HTTP 404 {}): give the ID "
+                               "that a \"held for approval\" line of this signetd named",
+                               id, StringField(refusal, "code", "not found"))};
+    return false;
+  }
   if (answer->status != 200) {
     w.outcome = WaitOutcome{
         .message = fmt::format("asking about held request {}: {}", id, DescribeRefusal(*answer))};
@@ -59,23 +71,24 @@ bool Poll(DaemonClient& client, Waiting& w, Console& console) {
   json body = json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
   const std::string status = StringField(body, "status");
   if (status == "pending") {
-    const std::size_t given = ApprovalsGiven(body);
-    if (w.shown_approvals != given) {
+    w.approvals = ApprovalsGiven(body);
+    if (body.contains("approvals_required") && body["approvals_required"].is_number_unsigned()) {
+      held.approvals_required = body["approvals_required"].get<std::uint64_t>();
+    }
+    if (console != nullptr && w.shown_approvals != w.approvals) {
       const bool changed = w.shown_approvals.has_value();
-      w.shown_approvals = given;
-      console.Error(fmt::format(
-          "waiting for approval of {}: {} of {} approvals", id, given,
-          body.contains("approvals_required") && body["approvals_required"].is_number_unsigned()
-              ? body["approvals_required"].get<std::uint64_t>()
-              : held.approvals_required));
+      w.shown_approvals = w.approvals;
+      console->Error(fmt::format("waiting for approval of {}: {} of {} approvals", id, w.approvals,
+                                 held.approvals_required));
       return changed;
     }
     return false;
   }
-  if (status == "approved") {  // the M-th approval came; signetd is signing
-    if (!w.shown_signing) {
+  if (status == "approved") {
+    w.approved = true;
+    if (console != nullptr && !w.shown_signing) {
       w.shown_signing = true;
-      console.Error(fmt::format("{} approved: signing", id));
+      console->Error(fmt::format("{} approved: signing", id));
       return true;
     }
     return false;
@@ -89,9 +102,13 @@ bool Poll(DaemonClient& client, Waiting& w, Console& console) {
                                            StringField(body, "reason", "no reason given"), id)};
   } else if (status == "expired") {
     w.outcome = WaitOutcome{
-        .message = fmt::format("held request {} expired before it had {} approvals; nothing was "
-                               "signed",
-                               id, held.approvals_required)};
+        .message = held.approvals_required > 0
+                       ? fmt::format("held request {} expired before it had {} approvals; nothing "
+                                     "was signed",
+                                     id, held.approvals_required)
+                       : fmt::format("held request {} expired before it was approved; nothing "
+                                     "was signed",
+                                     id)};
   } else if (status == "failed") {
     w.outcome =
         WaitOutcome{.message = fmt::format("held request {} was approved but not signed: {} ({})",
@@ -117,7 +134,7 @@ Result<HeldRequest> ParseHeldAnswer(std::string_view body) {
   }
   HeldRequest held;
   held.approval_id = answer["approval_id"].get<std::string>();
-  if (!ValidId(held.approval_id)) {
+  if (!ValidApprovalId(held.approval_id)) {
     return MakeError(ErrorCode::kUnavailable,
                      fmt::format("signetd's approval_id '{}' is not a plain name",
                                  DisplayName(held.approval_id)));
@@ -138,7 +155,7 @@ std::vector<WaitOutcome> WaitForApprovals(DaemonClient& client, std::span<const 
                                           const WaitOptions& options, Console& console) {
   std::vector<Waiting> waiting;
   for (const HeldRequest& h : held) {
-    waiting.push_back(Waiting{.held = &h});
+    waiting.push_back(Waiting{.held = h});
   }
   const Clock::time_point deadline = Clock::now() + options.timeout;
   std::chrono::milliseconds delay = options.first_delay;
@@ -147,7 +164,7 @@ std::vector<WaitOutcome> WaitForApprovals(DaemonClient& client, std::span<const 
     bool open = false;
     for (Waiting& w : waiting) {
       if (!w.outcome) {
-        progress = Poll(client, w, console) || progress;
+        progress = Poll(client, w, &console) || progress;
         open = open || !w.outcome;
       }
     }
@@ -165,12 +182,12 @@ std::vector<WaitOutcome> WaitForApprovals(DaemonClient& client, std::span<const 
       outcomes.push_back(std::move(*w.outcome));
       continue;
     }
+    const std::string id = DisplayName(w.held.approval_id);
     std::string message = fmt::format(
-        "held request {} is still pending after {} s: nothing was written. Run `signet sign "
-        "--wait` again once approvers are ready; that sends a new request, which needs its own "
-        "approvals",
-        DisplayName(w.held->approval_id),
-        std::chrono::duration_cast<std::chrono::seconds>(options.timeout).count());
+        "held request {} is still pending after {} s: nothing was written. Once it is approved, "
+        "collect its signatures with `signet sign --collect {} [--wait] ... FILES` (the same "
+        "--key and FILES)",
+        id, std::chrono::duration_cast<std::chrono::seconds>(options.timeout).count(), id);
     if (!w.last_error.empty()) {
       message += " (the last poll failed: " + w.last_error + ")";
     }
@@ -178,6 +195,23 @@ std::vector<WaitOutcome> WaitForApprovals(DaemonClient& client, std::span<const 
         WaitOutcome{.state = WaitOutcome::State::kTimedOut, .message = std::move(message)});
   }
   return outcomes;
+}
+
+WaitOutcome CheckHeld(DaemonClient& client, const HeldRequest& held) {
+  Waiting w{.held = held};
+  Poll(client, w, nullptr);
+  if (w.outcome) {
+    return std::move(*w.outcome);
+  }
+  const std::string id = DisplayName(held.approval_id);
+  if (!w.last_error.empty()) {
+    return WaitOutcome{.message =
+                           fmt::format("asking about held request {}: {}", id, w.last_error)};
+  }
+  return WaitOutcome{.state = WaitOutcome::State::kPending,
+                     .message = w.approved ? fmt::format("{} (approved: signetd is signing it)", id)
+                                           : fmt::format("{} ({} of {} approvals)", id, w.approvals,
+                                                         w.held.approvals_required)};
 }
 
 }  // namespace signet::cli

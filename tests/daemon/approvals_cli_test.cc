@@ -2,7 +2,8 @@
 // rule with `approvals = M` holds `signet sign` (exit 3, nothing written); `signet admin approvals
 // list|show|approve|deny`; self-approval refused; approvals by other uids (setpriv, so root only)
 // let `signet sign --wait` write signatures that openssl verifies; a denial ends the wait with
-// its reason; --wait-timeout ends it with the ID.
+// its reason; --wait-timeout ends it with the ID; `signet sign --collect ID` writes the signatures
+// of a request held by an earlier run once it is approved, refusing a file changed since.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -321,6 +322,175 @@ TEST_F(ApprovalsCliTest, DenialEndsTheWaitWithItsReasonAndTimeoutNamesTheId) {
   EXPECT_NE(unknown.err.find("(unknown_approval)"), std::string::npos) << unknown.err;
 }
 
+TEST_F(ApprovalsCliTest, CollectWritesTheSignaturesOfAnApprovedRequest) {
+  auto daemon = StartWithApprovals(1);
+  ASSERT_NE(daemon, nullptr);
+  const std::string pem = PublicKeyFile();
+
+  // Held without --wait: exit 3, and the message says how to collect the signatures later.
+  const std::string a = File("ca.txt", "collect a\n");
+  const std::string b = File("cb.txt", "collect b\n");
+  const CliRun held = Signet(SignArgs({a, b}));
+  ASSERT_EQ(held.exit_code, 3) << held.err;
+  const std::string id = HeldId(held.err, 1);
+  ASSERT_FALSE(id.empty()) << held.err;
+  EXPECT_NE(held.err.find("signet admin approvals approve " + id), std::string::npos) << held.err;
+  EXPECT_NE(held.err.find("`signet sign --collect " + id + " ... FILES`"), std::string::npos)
+      << held.err;
+
+  // Collected before anyone approved: still held (exit 3), nothing written, nothing sent.
+  const CliRun early = Signet(SignArgs({"--collect", id, a, b}));
+  EXPECT_EQ(early.exit_code, 3) << early.err;
+  EXPECT_NE(early.err.find("held for approval: " + id +
+                           " (0 of 1 approvals); nothing written "
+                           "for its 2 files"),
+            std::string::npos)
+      << early.err;
+  EXPECT_NE(early.err.find("; 0 failed; 2 held for approval"), std::string::npos) << early.err;
+  EXPECT_EQ(early.out, "");
+  EXPECT_FALSE(Exists(a + ".sig"));
+  const CliRun listed = Approvals({"list", "--json"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_EQ(json::parse(listed.out)["approvals"].size(), 1u) << listed.out;
+
+  const CliRun approved = Approvals({"approve", id}, kAsApprover1);
+  ASSERT_EQ(approved.exit_code, 0) << approved.err;
+
+  // The same files, in another order: matched by name, checked, written.
+  const CliRun collected = Signet(SignArgs({"--collect", id, b, a}));
+  ASSERT_EQ(collected.exit_code, 0) << collected.out << collected.err;
+  EXPECT_NE(collected.out.find("signed " + a + " -> " + a + ".sig (seq "), std::string::npos)
+      << collected.out;
+  EXPECT_NE(collected.out.find("signed " + b + " -> " + b + ".sig (seq "), std::string::npos)
+      << collected.out;
+  ExpectVerifies(a, pem);
+  ExpectVerifies(b, pem);
+
+  // Collected again: the signatures are kept without --force, replaced with it.
+  const std::string kept = ReadFile(a + ".sig");
+  ASSERT_EQ(::truncate((b + ".sig").c_str(), 0), 0);
+  const CliRun again = Signet(SignArgs({"--collect", id, a, b}));
+  EXPECT_EQ(again.exit_code, 1) << again.err;
+  EXPECT_NE(again.err.find(a + ": " + a + ".sig exists; use --force"), std::string::npos)
+      << again.err;
+  EXPECT_EQ(ReadFile(a + ".sig"), kept);
+  EXPECT_EQ(ReadFile(b + ".sig"), "");
+  const CliRun forced = Signet(SignArgs({"--collect", id, "--force", a, b}));
+  EXPECT_EQ(forced.exit_code, 0) << forced.err;
+  ExpectVerifies(b, pem);
+
+  // Not the files of the request: each difference named, nothing written.
+  const std::string other = File("cother.txt", "never sent\n");
+  const CliRun mismatch = Signet(SignArgs({"--collect", id, "--force", a, other}));
+  EXPECT_EQ(mismatch.exit_code, 1) << mismatch.err;
+  EXPECT_NE(mismatch.err.find("the files do not match held request " + id + ": nothing written"),
+            std::string::npos)
+      << mismatch.err;
+  EXPECT_NE(mismatch.err.find(other + ": not in held request " + id), std::string::npos)
+      << mismatch.err;
+  EXPECT_NE(mismatch.err.find("held request " + id + " signed " + b +
+                              ", which is not among the files given"),
+            std::string::npos)
+      << mismatch.err;
+  EXPECT_FALSE(Exists(other + ".sig"));
+
+  // A file changed after the request was made: its signature is over the old contents, so it
+  // does not verify over the new digest and nothing is written; restored, it is collected.
+  const std::string m = File("cm.txt", "as sent\n");
+  const CliRun held_m = Signet(SignArgs({m}));
+  ASSERT_EQ(held_m.exit_code, 3) << held_m.err;
+  const std::string id_m = HeldId(held_m.err, 1);
+  ASSERT_FALSE(id_m.empty()) << held_m.err;
+  ASSERT_EQ(Approvals({"approve", id_m}, kAsApprover1).exit_code, 0);
+  WriteFile(m, "changed after the request\n");
+  const CliRun changed = Signet(SignArgs({"--collect", id_m, m}));
+  EXPECT_EQ(changed.exit_code, 1) << changed.err;
+  EXPECT_NE(changed.err.find(m + ": the signature does not match the file as it is now"),
+            std::string::npos)
+      << changed.err;
+  EXPECT_NE(changed.err.find("changed since it was sent for signing"), std::string::npos)
+      << changed.err;
+  EXPECT_FALSE(Exists(m + ".sig"));
+  WriteFile(m, "as sent\n");
+  const CliRun restored = Signet(SignArgs({"--collect", id_m, m}));
+  EXPECT_EQ(restored.exit_code, 0) << restored.err;
+  ExpectVerifies(m, pem);
+
+  // A batch key: each receipt is assembled from the answer and the file's digest now, and checked
+  // before it is written, as for a 200 answer; a changed file fails that check.
+  const std::vector<std::string> batch_key = {"sign", "--socket", Socket().string(), "--key",
+                                              "batch"};
+  auto batch_args = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), batch_key.begin(), batch_key.end());
+    return args;
+  };
+  const std::string r = File("cr.txt", "a receipt after approval\n");
+  const CliRun held_r = Signet(batch_args({r}));
+  ASSERT_EQ(held_r.exit_code, 3) << held_r.err;
+  const std::string id_r = HeldId(held_r.err, 1);
+  ASSERT_FALSE(id_r.empty()) << held_r.err;
+  ASSERT_EQ(Approvals({"approve", id_r}, kAsApprover1).exit_code, 0);
+  WriteFile(r, "changed\n");
+  const CliRun changed_r = Signet(batch_args({"--collect", id_r, r}));
+  EXPECT_EQ(changed_r.exit_code, 1) << changed_r.err;
+  EXPECT_NE(changed_r.err.find(r + ": signetd's receipt does not check out"), std::string::npos)
+      << changed_r.err;
+  EXPECT_NE(changed_r.err.find("if the file changed since it was sent for signing"),
+            std::string::npos)
+      << changed_r.err;
+  EXPECT_FALSE(Exists(r + ".receipt"));
+  const CliRun wrong_key = Signet(SignArgs({"--collect", id_r, r}));
+  EXPECT_EQ(wrong_key.exit_code, 1) << wrong_key.err;
+  EXPECT_NE(wrong_key.err.find("was signed with key batch, not default: run with --key batch"),
+            std::string::npos)
+      << wrong_key.err;
+  WriteFile(r, "a receipt after approval\n");
+  const CliRun receipt = Signet(batch_args({"--collect", id_r, r}));
+  ASSERT_EQ(receipt.exit_code, 0) << receipt.err;
+  const CliRun batch_pem =
+      Signet({"keys", "show", "batch", "--pem", "--socket", Socket().string()});
+  ASSERT_EQ(batch_pem.exit_code, 0) << batch_pem.err;
+  WriteFile(logs_.path() / "batch.pub.pem", batch_pem.out);
+  const CliRun verified =
+      Signet({"verify", "--key-file", (logs_.path() / "batch.pub.pem").string(), r});
+  EXPECT_EQ(verified.exit_code, 0) << verified.out << verified.err;
+  EXPECT_EQ(verified.out, r + ": OK\n");
+
+  // An ID signetd does not know: exit 1, said plainly.
+  const CliRun unknown = Signet(SignArgs({"--collect", "no-such-request", a}));
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("no held request no-such-request on this signetd"), std::string::npos)
+      << unknown.err;
+  EXPECT_NE(unknown.err.find("unknown_request"), std::string::npos) << unknown.err;
+
+  // Denied: exit 1 with the reason.
+  const std::string d = File("cd.txt", "to be denied\n");
+  const CliRun held_d = Signet(SignArgs({d}));
+  const std::string id_d = HeldId(held_d.err, 1);
+  ASSERT_FALSE(id_d.empty()) << held_d.err;
+  ASSERT_EQ(Approvals({"deny", id_d, "--reason", "not a release"}, kAsApprover1).exit_code, 0);
+  const CliRun denied = Signet(SignArgs({"--collect", id_d, d}));
+  EXPECT_EQ(denied.exit_code, 1) << denied.err;
+  EXPECT_NE(denied.err.find(d + ": denied by "), std::string::npos) << denied.err;
+  EXPECT_NE(denied.err.find("not a release (held request " + id_d + ")"), std::string::npos)
+      << denied.err;
+  EXPECT_FALSE(Exists(d + ".sig"));
+
+  // --wait: polls until an approver approves, then writes.
+  const std::string w = File("cw.txt", "collected after waiting\n");
+  const CliRun held_w = Signet(SignArgs({w}));
+  const std::string id_w = HeldId(held_w.err, 1);
+  ASSERT_FALSE(id_w.empty()) << held_w.err;
+  testing::ChildProcess waiting(SIGNET_BINARY,
+                                SignArgs({"--collect", id_w, "--wait", "--wait-timeout", "120", w}),
+                                logs_.path() / "collect-wait.log");
+  ASSERT_TRUE(waiting.WaitForLog("waiting for approval of " + id_w + ": 0 of 1 approvals"))
+      << waiting.log();
+  ASSERT_EQ(Approvals({"approve", id_w}, kAsApprover1).exit_code, 0);
+  ASSERT_EQ(waiting.Wait(std::chrono::seconds(60)), 0) << waiting.log();
+  ExpectVerifies(w, pem);
+}
+
 // Usage errors need no daemon (and no root); the test fixture's SetUp skips without root, so
 // these run as a plain test.
 TEST(ApprovalsCliUsage, BadCommandLinesExitTwo) {
@@ -334,6 +504,12 @@ TEST(ApprovalsCliUsage, BadCommandLinesExitTwo) {
            {"admin", "approvals", "list", "--bogus"},
            {"sign", "--key", "default", "--wait-timeout", "5", "f"},
            {"sign", "--key", "default", "--wait", "--wait-timeout", "0", "f"},
+           // --collect sends no request: how requests are sent does not apply.
+           {"sign", "--key", "default", "--collect", "abc", "--requests", "2", "f"},
+           {"sign", "--key", "default", "--collect", "abc", "--batch-size", "10", "f"},
+           {"sign", "--key", "default", "--collect", "../v1/keys", "f"},
+           {"sign", "--key", "default", "--collect", "", "f"},
+           {"sign", "--key", "default", "--collect", "abc", "--wait-timeout", "5", "f"},
        }) {
     std::string command = ShellQuote(SIGNET_BINARY);
     for (const std::string& arg : args) {
@@ -343,6 +519,7 @@ TEST(ApprovalsCliUsage, BadCommandLinesExitTwo) {
   }
   const auto help = RunCommand(ShellQuote(SIGNET_BINARY) + " sign --help");
   EXPECT_NE(help.out.find("3 some files are held for approval"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--collect ID"), std::string::npos) << help.out;
 }
 
 }  // namespace
