@@ -37,6 +37,7 @@
 #include "appliance/cli/internal/progress.h"
 #include "appliance/cli/internal/receipt.h"
 #include "appliance/cli/internal/sign_wait.h"
+#include "appliance/cli/internal/signature_files.h"
 #include "appliance/formats/formats.h"
 
 namespace signet::cli {
@@ -97,97 +98,6 @@ Examples:
   signet sign --socket /run/signet/sign.sock --key release --json build/app.bin | jq .seq
   signet sign --url https://signer.example:8443 --cert ci.pem --cert-key ci.key \
       --cacert signer-ca.pem --key release dist/app.tar.gz)footer";
-
-// ---- Signatures on disk ------------------------------------------------------------------------
-
-// Writes `bytes` to `path` through a temporary file in the same directory (created with `mode`
-// less the umask), then renamed over `path` (`replace`) or renamed to it only if it does not exist
-// (renameat2 RENAME_NOREPLACE; link and unlink on filesystems without it). Readers never see a
-// partial `path`, and a failure leaves none. Not fsync'd one by one (a fsync per file made 20,000
-// small signatures take ten times as long): the command syncs each filesystem it wrote to once,
-// before it reports success (SyncFilesystems). Thread-safe. Errors: ErrnoError naming the file;
-// kInvalidArgument when `path` exists and `replace` is false.
-Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> bytes, mode_t mode,
-                       bool replace) {
-  static std::atomic<std::uint64_t> counter{0};
-  std::string temp;
-  UniqueFd fd;
-  for (int attempt = 0; !fd; ++attempt) {
-    temp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), counter.fetch_add(1));
-    fd = UniqueFd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-    if (!fd && (errno != EEXIST || attempt == 100)) {
-      return MakeError(ErrnoError(errno, temp));
-    }
-  }
-  auto fail = [&](int err, const std::string& what) {
-    ::unlink(temp.c_str());
-    return MakeError(ErrnoError(err, what));
-  };
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      return fail(errno, temp);
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (auto closed = fd.Close(); !closed) {
-    ::unlink(temp.c_str());
-    return MakeError(closed.error());
-  }
-  auto exists = [&] {
-    ::unlink(temp.c_str());
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("{} exists; use --force", DisplayName(path)));
-  };
-  if (replace) {
-    if (::rename(temp.c_str(), path.c_str()) != 0) {
-      return fail(errno, path);
-    }
-    return OkStatus();
-  }
-  if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
-    return OkStatus();
-  }
-  if (errno == EEXIST) {
-    return exists();
-  }
-  if (errno != EINVAL && errno != ENOSYS) {
-    return fail(errno, path);
-  }
-  // A filesystem without RENAME_NOREPLACE: link (which refuses an existing name), then unlink.
-  if (::link(temp.c_str(), path.c_str()) != 0) {
-    if (errno == EEXIST) {
-      return exists();
-    }
-    return fail(errno, path);
-  }
-  ::unlink(temp.c_str());
-  return OkStatus();
-}
-
-// Flushes every filesystem that holds one of `paths` (syncfs once per device), so that the
-// signatures are on disk when the command says they are written. Errors: ErrnoError.
-Status SyncFilesystems(const std::set<std::string>& dirs) {
-  std::set<dev_t> done;
-  for (const std::string& dir : dirs) {
-    UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    struct stat st;
-    if (!fd || ::fstat(fd.get(), &st) != 0) {
-      return MakeError(ErrnoError(errno, "sync " + DisplayName(dir)));
-    }
-    if (!done.insert(st.st_dev).second) {
-      continue;
-    }
-    if (::syncfs(fd.get()) != 0) {
-      return MakeError(ErrnoError(errno, "sync the filesystem of " + DisplayName(dir)));
-    }
-  }
-  return OkStatus();
-}
 
 // ---- The command -------------------------------------------------------------------------------
 
