@@ -285,10 +285,36 @@ bool AdminService::AcceptPeer(const net::Peer& peer) {
     return true;
   }
   const std::string who = policy::PrincipalName(principal);
-  const std::string detail = "admin socket: " + who + " (uid " + std::to_string(peer.uid) +
-                             ", pid " + (peer.pid ? std::to_string(*peer.pid) : "?") +
-                             ") holds no role (admin, approver, auditor) in policy " +
-                             policy->version().substr(0, 12) + "; disconnected";
+  // One record per uid per minute: a peer that reconnects in a loop must not fill the log. The
+  // attempts in between are counted and named in the next record (and logged every time).
+  std::uint64_t suppressed = 0;
+  {
+    std::lock_guard lock(state_->refusals_mu);
+    const auto now = std::chrono::steady_clock::now();
+    auto& entry = state_->refusals[peer.uid];
+    if (entry.last_recorded.time_since_epoch().count() != 0 &&
+        now - entry.last_recorded < std::chrono::minutes(1)) {
+      ++entry.suppressed;
+      spdlog::warn(
+          "admin socket: {} (uid {}) holds no role; disconnected (recorded at most once "
+          "a minute)",
+          who, peer.uid);
+      return false;
+    }
+    if (state_->refusals.size() > 4096) {
+      state_->refusals.clear();  // bounded: forget old peers rather than grow
+    }
+    suppressed = entry.suppressed;
+    state_->refusals[peer.uid] = {now, 0};
+  }
+  const std::string detail =
+      "admin socket: " + who + " (uid " + std::to_string(peer.uid) + ", pid " +
+      (peer.pid ? std::to_string(*peer.pid) : "?") +
+      ") holds no role (admin, approver, auditor) in policy " + policy->version().substr(0, 12) +
+      "; disconnected" +
+      (suppressed > 0 ? " (" + std::to_string(suppressed) +
+                            " earlier attempts in the last minute were not recorded)"
+                      : "");
   spdlog::warn("{}", detail);
   audit::Record r;
   r.kind = audit::RecordKind::kAdmin;

@@ -5,7 +5,8 @@
 // Caveats:
 // - Peers are checked at accept time (AdminService::AcceptPeer, the socket's accept_peer
 //   predicate): a peer in none of the current policy's [roles] is disconnected before a byte is
-//   read, logged, and recorded as an `admin` deny record. Each endpoint then checks the roles it
+//   read, logged, and recorded as an `admin` deny record (at most one per uid per minute; the
+//   next record counts the attempts in between). Each endpoint then checks the roles it
 //   needs (403 "role_required").
 // - Every change is an audit record committed before the change takes effect and before the
 //   answer; if the log cannot take it, nothing changes and the answer is 503 "audit_unavailable".

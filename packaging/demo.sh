@@ -3,9 +3,10 @@
 # and runs Signet's main job on its embedded default: starts `signetd --dev` (a SoftHSM token with
 # keys made inside it, a policy for the invoking user, a durable audit log), bulk-signs a directory
 # of artifacts with `signet sign -r`, checks every signature with `openssl dgst -verify`, signs them
-# again with the Merkle batch key and checks every receipt with `signet verify`, stops the
-# daemon, exports the audit log, verifies the export offline with the audit key's public half and
-# shows what it holds.
+# again with the Merkle batch key and checks every receipt with `signet verify`, shows the policy
+# in force (`signet admin policy show`), exports the audit log through the admin socket and
+# verifies the export offline with the audit key's public half, stops the daemon, exports the log
+# again straight from its directory (`--log`), verifies that too and shows what it holds.
 #
 # Usage: bash packaging/demo.sh [DIR]   (default: a generated sample set under ./.signet/demo)
 set -euo pipefail
@@ -34,6 +35,7 @@ fi
 
 state=.signet/demo/state
 socket="$state/sign.sock"
+admin_socket="$state/admin/admin.sock"
 log=.signet/demo/signetd.log
 mkdir -p .signet/demo
 echo "demo: starting $signetd --dev --state-dir $state (log: $log)"
@@ -88,9 +90,37 @@ else
   echo "demo: no key \"batch\" in $state (made by an older signetd); skipping batch signing"
 fi
 
+# The admin socket: the policy in force, then an export made by signetd (the auditor role).
+socket_export=.signet/demo/audit-admin.jsonl
+policy_shown=.signet/demo/policy-show.txt
+echo "demo: the policy in force: $signet admin policy show --socket $admin_socket"
+if "$signet" admin policy show --socket "$admin_socket" >"$policy_shown" 2>&1; then
+  sed 's/^./        &/' "$policy_shown"
+  # An export covers the records under the latest signed checkpoint; signetd signs one about a
+  # second after records arrive: wait (at most 10 s) until it covers the whole log.
+  for _ in $(seq 100); do
+    health=$("$signet" admin stats --json --socket "$admin_socket")
+    tree=$(grep -o '"tree_size": *[0-9]*' <<<"$health" | head -1 | grep -o '[0-9]*$' || true)
+    covered=$(grep -o '"checkpoint_size": *[0-9]*' <<<"$health" | head -1 | grep -o '[0-9]*$' || true)
+    [[ -n "$tree" && -n "$covered" && "$covered" -ge "$tree" ]] && break
+    sleep 0.1
+  done
+  echo "demo: exporting the audit log through the admin socket:"
+  echo "      $signet audit export --socket $admin_socket -o $socket_export"
+  "$signet" audit export --socket "$admin_socket" -o "$socket_export"
+  echo "demo: verifying it offline: signet audit verify $socket_export --key-file $state/audit.pub.pem"
+  "$signet" audit verify "$socket_export" --key-file "$state/audit.pub.pem"
+else
+  sed 's/^./        &/' "$policy_shown"
+  echo "demo: the admin socket refused us: a state made by an older signetd has a policy without"
+  echo "      [roles]; skipping the admin socket (rm -rf $state for a new state)"
+  socket_export=""
+fi
+
 stop_daemon
 trap - EXIT
 export_file=.signet/demo/audit.jsonl
+echo "demo: signetd stopped; exporting the log straight from its directory: $signet audit export --log $state/audit"
 "$signet" audit export --log "$state/audit" -o "$export_file" -q
 records=$(grep -c '"type":"record"' "$export_file" || true)
 signs=$(grep -c 'kind\\":\\"sign' "$export_file" || true)
@@ -99,4 +129,4 @@ echo "      in any run so far); the latest signed checkpoint:"
 sed -n 's/.*"checkpoint":"\([^"]*\)".*/\1/p' "$export_file" | head -1 | sed 's/\\n/\n/g' | sed 's/^/        /'
 echo "demo: verifying the export offline: signet audit verify $export_file --key-file $state/audit.pub.pem"
 "$signet" audit verify "$export_file" --key-file "$state/audit.pub.pem"
-echo "demo: export in $export_file; signatures are next to each artifact (FILE.sig)."
+echo "demo: exports in ${socket_export:+$socket_export and }$export_file; signatures are next to each artifact (FILE.sig)."

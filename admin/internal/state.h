@@ -9,6 +9,7 @@
 #ifndef SIGNET_ADMIN_INTERNAL_STATE_H_
 #define SIGNET_ADMIN_INTERNAL_STATE_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -34,6 +35,14 @@ struct AdminService::State {
   // Keys generated through the admin API that could not be served at start (the HSM no longer
   // has them, ...), by name: the reason. Set by Create, read-only afterwards.
   std::map<std::string, std::string> unloaded_keys;
+
+  // Refused peers by uid: when one was last recorded, and attempts since (AcceptPeer).
+  struct Refusals {
+    std::chrono::steady_clock::time_point last_recorded{};
+    std::uint64_t suppressed = 0;
+  };
+  std::mutex refusals_mu;
+  std::map<std::uint32_t, Refusals> refusals;  // guarded by refusals_mu
 
   // Admin requests answered, by (endpoint group, status): GET /metrics shows them.
   std::mutex requests_mu;

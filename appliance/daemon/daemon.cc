@@ -244,6 +244,13 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
   if (!policy) {
     return MakeError(std::move(policy).error().WithContext("policy"));
   }
+  if (auto seed = policy::Policy::Parse(*seed_text, config.policy_file.string());
+      !seed || (*seed)->version() != (*policy)->version()) {
+    s.Say("note: " + config.policy_file.string() +
+          " differs from the policy in force (the file only seeds the store on the first "
+          "start); apply it with `signet admin policy apply " +
+          config.policy_file.string() + "` or kill -HUP");
+  }
   if (auto latest = s.store->LatestPolicy(); latest && *latest) {
     s.Say("policy version " + std::to_string((*latest)->number) + " (" + (*policy)->version() +
           ", " + std::to_string((*policy)->rules().size()) + " rules) from the state store " +
