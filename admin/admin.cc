@@ -139,19 +139,6 @@ void Route(State& state, Call& call) {
 
 }  // namespace
 
-policy::Principal PrincipalOf(const net::Peer& peer) {
-  policy::Principal p;
-  if (peer.kind == net::Peer::Kind::kUnix) {
-    p.uid = peer.uid;
-    p.user = peer.user;
-    p.groups = peer.groups;
-  } else {
-    p.cert_subject = peer.cert_subject;
-    p.cert_fingerprint = peer.cert_fingerprint;
-  }
-  return p;
-}
-
 std::set<policy::Role> RolesOf(const policy::Policy& policy, const policy::Principal& principal) {
   std::set<policy::Role> roles;
   for (const policy::Role role : kRoles) {

@@ -24,10 +24,6 @@ constexpr std::size_t kDefaultPage = 100;
 constexpr std::size_t kMaxFilterBytes = 1024;  // key, identity
 constexpr std::size_t kMaxConsistencySizes = 64;
 
-constexpr std::string_view kTimeForms =
-    "µs since the epoch (1795773600000000) or RFC 3339 (2026-11-27T10:00:00Z, "
-    "2026-11-27T10:00:00.123456+01:00)";
-
 net::Response BadParameter(std::string_view name, std::string_view why) {
   return net::JsonError(400, "invalid_argument", std::string(name) + ": " + std::string(why));
 }
@@ -57,97 +53,6 @@ std::optional<std::uint64_t> ParseCount(std::string_view text) {
     return std::nullopt;
   }
   return value;
-}
-
-// Exactly `count` decimal digits at `*pos`.
-bool TakeDigits(std::string_view text, std::size_t* pos, std::size_t count, int* value) {
-  if (text.size() - *pos < count) {
-    return false;
-  }
-  int v = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    const char c = text[*pos + i];
-    if (c < '0' || c > '9') {
-      return false;
-    }
-    v = v * 10 + (c - '0');
-  }
-  *pos += count;
-  *value = v;
-  return true;
-}
-
-bool TakeChar(std::string_view text, std::size_t* pos, std::string_view one_of) {
-  if (*pos < text.size() && one_of.find(text[*pos]) != std::string_view::npos) {
-    ++*pos;
-    return true;
-  }
-  return false;
-}
-
-// µs since the epoch (an integer, possibly negative), or RFC 3339 §5.6
-// (YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)). Fractions finer than a µs round up: record
-// times are whole µs, so `time >= from` and `time < to` stay exact.
-std::optional<std::int64_t> ParseTime(std::string_view text) {
-  if (text.empty() || text.size() > 64) {
-    return std::nullopt;
-  }
-  if (text.find_first_not_of("-0123456789") == std::string_view::npos) {
-    std::int64_t value = 0;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || ptr != text.data() + text.size()) {
-      return std::nullopt;
-    }
-    return value;
-  }
-  std::size_t pos = 0;
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (!TakeDigits(text, &pos, 4, &year) || !TakeChar(text, &pos, "-") ||
-      !TakeDigits(text, &pos, 2, &month) || !TakeChar(text, &pos, "-") ||
-      !TakeDigits(text, &pos, 2, &day) || !TakeChar(text, &pos, "Tt") ||
-      !TakeDigits(text, &pos, 2, &hour) || !TakeChar(text, &pos, ":") ||
-      !TakeDigits(text, &pos, 2, &minute) || !TakeChar(text, &pos, ":") ||
-      !TakeDigits(text, &pos, 2, &second)) {
-    return std::nullopt;
-  }
-  std::int64_t nanos = 0;
-  if (TakeChar(text, &pos, ".")) {
-    std::size_t digits = 0;
-    for (; pos < text.size() && text[pos] >= '0' && text[pos] <= '9'; ++pos, ++digits) {
-      if (digits == 9) {
-        return std::nullopt;
-      }
-      nanos = nanos * 10 + (text[pos] - '0');
-    }
-    if (digits == 0) {
-      return std::nullopt;
-    }
-    for (; digits < 9; ++digits) {
-      nanos *= 10;
-    }
-  }
-  int offset_seconds = 0;
-  if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
-    const int sign = text[pos++] == '-' ? -1 : 1;
-    int offset_hours = 0, offset_minutes = 0;
-    if (!TakeDigits(text, &pos, 2, &offset_hours) || !TakeChar(text, &pos, ":") ||
-        !TakeDigits(text, &pos, 2, &offset_minutes) || offset_hours > 23 || offset_minutes > 59) {
-      return std::nullopt;
-    }
-    offset_seconds = sign * (offset_hours * 3600 + offset_minutes * 60);
-  } else if (!TakeChar(text, &pos, "Zz")) {
-    return std::nullopt;
-  }
-  const std::chrono::year_month_day date{std::chrono::year(year),
-                                         std::chrono::month(static_cast<unsigned>(month)),
-                                         std::chrono::day(static_cast<unsigned>(day))};
-  if (pos != text.size() || !date.ok() || hour > 23 || minute > 59 || second > 59) {
-    return std::nullopt;
-  }
-  const std::int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
-  const std::int64_t seconds =
-      days * 86400 + hour * 3600 + minute * 60 + second - std::int64_t{offset_seconds};
-  return seconds * 1'000'000 + (nanos + 999) / 1000;
 }
 
 // The filters of /v1/audit/records and /v1/audit/export, as ExportOptions. The error response
@@ -190,10 +95,17 @@ Filters ParseFilters(const Call& call) {
   for (auto [name, field] :
        {std::pair{"from_time", &options.from_time_us}, std::pair{"to_time", &options.to_time_us}}) {
     if (const std::string* v = find(name)) {
-      auto time = ParseTime(*v);
+      // The API also takes µs since the epoch as a bare integer (what records carry).
+      std::int64_t micros = 0;
+      const char* end = v->data() + v->size();
+      const auto [ptr, ec] = std::from_chars(v->data(), end, micros);
+      Result<std::int64_t> time = !v->empty() && ec == std::errc() && ptr == end
+                                      ? Result<std::int64_t>(micros)
+                                      : audit::ParseTimeUs(*v);
       if (!time) {
-        out.error = BadParameter(
-            name, "'" + v->substr(0, 64) + "' is not a time; accepted: " + std::string(kTimeForms));
+        out.error = BadParameter(name, "'" + v->substr(0, 64) + "' " + time.error().message() +
+                                           "; accepted: microseconds since the epoch, " +
+                                           std::string(audit::kTimeForms));
         return out;
       }
       *field = *time;
@@ -242,35 +154,6 @@ net::Response FilterError(const Error& error) {
     }
   }
   return net::JsonError(400, "invalid_argument", message);
-}
-
-json FiltersJson(const audit::ExportOptions& options) {
-  json filters = json::object();
-  if (options.from_seq != 0) {
-    filters["from_seq"] = options.from_seq;
-  }
-  if (options.to_seq) {
-    filters["to_seq"] = *options.to_seq;
-  }
-  if (options.from_time_us) {
-    filters["from_time_us"] = *options.from_time_us;
-  }
-  if (options.to_time_us) {
-    filters["to_time_us"] = *options.to_time_us;
-  }
-  if (!options.key.empty()) {
-    filters["key"] = options.key;
-  }
-  if (!options.identity.empty()) {
-    filters["identity"] = options.identity;
-  }
-  if (!options.digest.empty()) {
-    filters["digest"] = options.digest;
-  }
-  if (!options.consistency_from.empty()) {
-    filters["consistency_from"] = options.consistency_from;
-  }
-  return filters;
 }
 
 void Records(State& state, Call& call) {
@@ -390,7 +273,7 @@ void Export(State& state, Call& call) {
     return;
   }
   const std::string detail = "audit export through the admin API: filters " +
-                             FiltersJson(filters.options).dump() + ", " + std::to_string(records) +
+                             audit::FiltersText(filters.options) + ", " + std::to_string(records) +
                              " records, " + std::to_string(body.size()) + " bytes";
   auto recorded = Record(state, ActionRecord(call, audit::RecordKind::kAdmin, "export", detail));
   if (!recorded) {

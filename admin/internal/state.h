@@ -81,7 +81,7 @@ struct Call {
   bool Has(policy::Role role) const { return roles.contains(role); }
 };
 
-policy::Principal PrincipalOf(const net::Peer& peer);
+using service::PrincipalOf;
 std::set<policy::Role> RolesOf(const policy::Policy& policy, const policy::Principal& principal);
 
 net::Response JsonResponse(int status, const nlohmann::json& body);

@@ -269,6 +269,21 @@ struct ExportOptions {
   std::vector<std::uint64_t> consistency_from;
 };
 
+// The filters `options` sets, as compact JSON ({"from_seq":5,"key":"release"}): what an export's
+// header carries, for messages and records about an export.
+std::string FiltersText(const ExportOptions& options);
+
+// The forms ParseTimeUs accepts, for messages.
+inline constexpr std::string_view kTimeForms =
+    "RFC 3339 in UTC or with an offset (2026-11-27T10:00:00Z, "
+    "2026-11-27T10:00:00.123456+01:00) or @SECONDS (Unix time, e.g. @1795773600)";
+// Parses a time for the export and record filters into µs since the epoch: RFC 3339 §5.6
+// (YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), 'T' and 'Z' in either case) or @SECONDS. A
+// bare number is refused: seconds and microseconds are too easily mistaken. Fractions finer than a
+// µs round up: record times are whole µs, so `time >= from` and `time < to` stay exact. Errors:
+// kInvalidArgument saying what is wrong ("has no time zone (add Z for UTC, ...)").
+[[nodiscard]] Result<std::int64_t> ParseTimeUs(std::string_view text);
+
 // One committed record: its sequence number and its canonical bytes (SerializeRecord's).
 struct StoredRecord {
   std::uint64_t seq = 0;

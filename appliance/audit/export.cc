@@ -353,3 +353,15 @@ Status ExportFrom(const Store& store, const ExportOptions& options,
 }
 
 }  // namespace signet::audit::internal
+
+namespace signet::audit {
+
+std::string FiltersText(const ExportOptions& options) {
+  nlohmann::json filters = internal::FiltersJson(options, options.digest);
+  if (!options.consistency_from.empty()) {
+    filters["consistency_from"] = options.consistency_from;
+  }
+  return filters.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace signet::audit

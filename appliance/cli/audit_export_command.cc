@@ -37,10 +37,6 @@ using nlohmann::json;
 // Export lines are gathered into writes of about this size.
 constexpr std::size_t kWriteBuffer = 1 << 20;
 
-constexpr std::string_view kTimeForms =
-    "RFC 3339 in UTC or with an offset (2026-11-27T10:00:00Z, "
-    "2026-11-27T10:00:00.123456+01:00) or @SECONDS (Unix time, e.g. @1795773600)";
-
 constexpr std::string_view kAccessHint =
     "an export opens the log read-only, but LMDB needs read access to data.mdb and write access "
     "to lock.mdb in the log directory: run it as the user signetd runs as, or as root";
@@ -103,121 +99,14 @@ Result<std::uint64_t> ParseSeq(std::string_view option, std::string_view text) {
   return value;
 }
 
-// Reads exactly `count` decimal digits at `*pos`.
-bool TakeDigits(std::string_view text, std::size_t* pos, std::size_t count, int* value) {
-  if (text.size() - *pos < count) {
-    return false;
-  }
-  int v = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    const char c = text[*pos + i];
-    if (c < '0' || c > '9') {
-      return false;
-    }
-    v = v * 10 + (c - '0');
-  }
-  *pos += count;
-  *value = v;
-  return true;
-}
-
-bool TakeChar(std::string_view text, std::size_t* pos, std::string_view one_of) {
-  if (*pos < text.size() && one_of.find(text[*pos]) != std::string_view::npos) {
-    ++*pos;
-    return true;
-  }
-  return false;
-}
-
-// ParseTimeUs parses a TIME (kTimeForms) into µs since the epoch. Fractions finer than a µs round
-// up: record times are whole µs, so `time >= since` and `time < until` stay exact.
+// ParseTimeUs (audit::ParseTimeUs) with the option's name in the error.
 Result<std::int64_t> ParseTimeUs(std::string_view option, std::string_view text) {
-  auto bad = [&](std::string_view why) {
-    return MakeError(UsageError(
-        fmt::format("{} '{}' {}; accepted: {}", option, DisplayName(text), why, kTimeForms)));
-  };
-  constexpr std::int64_t kUs = 1'000'000;
-  if (text.starts_with('@')) {
-    std::string_view digits = text.substr(1);
-    const bool negative = digits.starts_with('-');
-    if (negative) {
-      digits.remove_prefix(1);
-    }
-    std::int64_t seconds = 0;
-    const char* end = digits.data() + digits.size();
-    auto [ptr, ec] = std::from_chars(digits.data(), end, seconds);
-    if (digits.empty() || digits.front() == '-' || digits.front() == '+' || ptr != end ||
-        (ec != std::errc() && ec != std::errc::result_out_of_range)) {
-      return bad("is not a time");
-    }
-    if (ec == std::errc::result_out_of_range || seconds > INT64_MAX / kUs) {
-      return bad("is out of range");
-    }
-    return (negative ? -seconds : seconds) * kUs;
+  auto parsed = audit::ParseTimeUs(text);
+  if (!parsed) {
+    return MakeError(UsageError(fmt::format("{} '{}' {}; accepted: {}", option, DisplayName(text),
+                                            parsed.error().message(), audit::kTimeForms)));
   }
-
-  // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), 'T' and 'Z' in either case (RFC 3339 §5.6).
-  std::size_t pos = 0;
-  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
-  if (!TakeDigits(text, &pos, 4, &year) || !TakeChar(text, &pos, "-") ||
-      !TakeDigits(text, &pos, 2, &month) || !TakeChar(text, &pos, "-") ||
-      !TakeDigits(text, &pos, 2, &day)) {
-    return bad("is not a time");
-  }
-  if (pos == text.size()) {
-    return bad("has no time of day (add e.g. T00:00:00Z)");
-  }
-  if (!TakeChar(text, &pos, "Tt") || !TakeDigits(text, &pos, 2, &hour) ||
-      !TakeChar(text, &pos, ":") || !TakeDigits(text, &pos, 2, &minute) ||
-      !TakeChar(text, &pos, ":") || !TakeDigits(text, &pos, 2, &second)) {
-    return bad("is not a time");
-  }
-  std::int64_t nanos = 0;
-  if (TakeChar(text, &pos, ".")) {
-    std::size_t digits = 0;
-    for (; pos < text.size() && text[pos] >= '0' && text[pos] <= '9'; ++pos, ++digits) {
-      if (digits == 9) {
-        return bad("has more than 9 fractional digits");
-      }
-      nanos = nanos * 10 + (text[pos] - '0');
-    }
-    if (digits == 0) {
-      return bad("is not a time");
-    }
-    for (; digits < 9; ++digits) {
-      nanos *= 10;
-    }
-  }
-  int offset_seconds = 0;
-  if (pos < text.size() && (text[pos] == '+' || text[pos] == '-')) {
-    const int sign = text[pos++] == '-' ? -1 : 1;
-    int offset_hours = 0, offset_minutes = 0;
-    if (!TakeDigits(text, &pos, 2, &offset_hours) || !TakeChar(text, &pos, ":") ||
-        !TakeDigits(text, &pos, 2, &offset_minutes) || offset_hours > 23 || offset_minutes > 59) {
-      return bad("has a malformed offset (+HH:MM or -HH:MM)");
-    }
-    offset_seconds = sign * (offset_hours * 3600 + offset_minutes * 60);
-  } else if (!TakeChar(text, &pos, "Zz")) {
-    return bad(pos == text.size() ? "has no time zone (add Z for UTC, or an offset such as +01:00)"
-                                  : "is not a time");
-  }
-  if (pos != text.size()) {
-    return bad("is not a time");
-  }
-  const std::chrono::year_month_day date{std::chrono::year(year),
-                                         std::chrono::month(static_cast<unsigned>(month)),
-                                         std::chrono::day(static_cast<unsigned>(day))};
-  if (!date.ok()) {
-    return bad("is not a date");
-  }
-  if (hour > 23 || minute > 59 || second > 59) {
-    return bad("is not a time of day (leap seconds are not accepted)");
-  }
-  // Years 0000-9999 keep every value here far from overflow.
-  const std::int64_t days = std::chrono::sys_days(date).time_since_epoch().count();
-  const std::int64_t seconds =
-      days * 86400 + hour * 3600 + minute * 60 + second - std::int64_t{offset_seconds};
-  return seconds * kUs + (nanos + 999) / 1000;
+  return parsed;
 }
 
 // ---- Output ------------------------------------------------------------------------------------
@@ -288,7 +177,11 @@ class ExportWriter {
   // Whether FILE has been replaced (with -o).
   bool renamed() const { return !path_.empty() && temp_path_.empty(); }
   // What the summary line calls the destination.
-  std::string destination() const { return path_.empty() ? "standard output" : DisplayName(path_); }
+  std::string destination() const {
+    return !special_path_.empty() ? DisplayName(special_path_)
+           : path_.empty()        ? "standard output"
+                                  : DisplayName(path_);
+  }
 
  private:
   ExportWriter(int fd, std::string path)
@@ -303,10 +196,11 @@ class ExportWriter {
   }
 
   int fd_;
-  UniqueFd file_;          // the temporary file, with -o
-  std::string path_;       // FILE, with -o
-  std::string temp_path_;  // FILE.tmp.XXXXXX until it is renamed
-  std::string what_;       // how a failed write is described
+  UniqueFd file_;             // the temporary file, with -o
+  std::string path_;          // FILE, with -o
+  std::string temp_path_;     // FILE.tmp.XXXXXX until it is renamed
+  std::string what_;          // how a failed write is described
+  std::string special_path_;  // -o names a device, FIFO or socket: written in place
   std::string buffer_;
 };
 
@@ -316,6 +210,19 @@ Result<std::unique_ptr<ExportWriter>> ExportWriter::ToFile(const std::string& pa
     return MakeError(ErrorCode::kInvalidArgument,
                      fmt::format("-o {}: is a directory; name the file to write the export to",
                                  DisplayName(path)));
+  }
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    // A device, FIFO or socket (-o /dev/stdout, /dev/null, a pipe): written to as a shell
+    // redirection would, never replaced by a rename (as root, that would replace /dev/null).
+    UniqueFd special(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!special) {
+      return MakeError(ErrnoError(errno, fmt::format("-o {}: open", DisplayName(path))));
+    }
+    auto writer = std::unique_ptr<ExportWriter>(new ExportWriter(special.get(), ""));
+    writer->what_ = "write " + DisplayName(path);
+    writer->special_path_ = path;
+    writer->file_ = std::move(special);
+    return writer;
   }
   std::string temp = path + ".tmp.XXXXXX";
   if (temp.size() >= sizeof pending_temp_path) {

@@ -51,6 +51,14 @@ Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> by
                      fmt::format("{} exists; use --force", DisplayName(path)));
   };
   if (replace) {
+    // --force replaces a signature file, never a device, FIFO or socket of that name.
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      ::unlink(temp.c_str());
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("{} exists and is not a regular file; not replaced", DisplayName(path)));
+    }
     if (::rename(temp.c_str(), path.c_str()) != 0) {
       return fail(errno, path);
     }

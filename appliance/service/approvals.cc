@@ -21,19 +21,6 @@ std::int64_t NowUs() {
       .count();
 }
 
-policy::Principal PrincipalOfPeer(const net::Peer& peer) {
-  policy::Principal p;
-  if (peer.kind == net::Peer::Kind::kUnix) {
-    p.uid = peer.uid;
-    p.user = peer.user;
-    p.groups = peer.groups;
-  } else {
-    p.cert_subject = peer.cert_subject;
-    p.cert_fingerprint = peer.cert_fingerprint;
-  }
-  return p;
-}
-
 json ApprovalsJson(const std::vector<audit::Approver>& approvals) {
   json out = json::array();
   for (const auto& a : approvals) {
@@ -176,7 +163,7 @@ void Hold(const std::shared_ptr<SignCall>& call) {
   HeldRequest held;
   held.id = call->request_id;
   held.requester = call->peer;
-  held.requester_name = policy::PrincipalName(PrincipalOfPeer(call->peer));
+  held.requester_name = policy::PrincipalName(PrincipalOf(call->peer));
   held.key = call->envelope.key;
   held.tool_name = call->envelope.tool_name;
   held.tool_version = call->envelope.tool_version;
@@ -259,7 +246,7 @@ void HandleRequestStatus(const State& state, const net::Request& request, std::s
     }
     return;
   }
-  const std::string asker = policy::PrincipalName(PrincipalOfPeer(request.peer));
+  const std::string asker = policy::PrincipalName(PrincipalOf(request.peer));
   if (asker != held->requester_name) {
     respond(net::JsonError(403, "not_yours",
                            "request " + held->id + " was made by " + held->requester_name +
@@ -374,7 +361,7 @@ ApprovalOutcome SignService::Approve(std::string_view id, const net::Peer& appro
     return Refuse(409, "not_pending",
                   "request " + held->id + " is " + held->status + ", not pending", *held);
   }
-  const policy::Principal who = internal::PrincipalOfPeer(approver);
+  const policy::Principal who = PrincipalOf(approver);
   const std::string name = policy::PrincipalName(who);
   const bool same_uid = approver.kind == net::Peer::Kind::kUnix &&
                         held->requester.kind == net::Peer::Kind::kUnix &&
@@ -458,7 +445,7 @@ ApprovalOutcome SignService::Deny(std::string_view id, const net::Peer& approver
     return Refuse(409, "not_pending",
                   "request " + held->id + " is " + held->status + ", not pending", *held);
   }
-  const std::string name = policy::PrincipalName(internal::PrincipalOfPeer(approver));
+  const std::string name = policy::PrincipalName(PrincipalOf(approver));
   HeldRequest next = *held;
   next.status = "denied";
   next.reason = std::move(reason);

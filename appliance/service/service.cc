@@ -154,8 +154,6 @@ audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
 
 }  // namespace internal
 
-namespace {
-
 policy::Principal PrincipalOf(const net::Peer& peer) {
   policy::Principal p;
   if (peer.kind == net::Peer::Kind::kUnix) {
@@ -168,8 +166,6 @@ policy::Principal PrincipalOf(const net::Peer& peer) {
   }
   return p;
 }
-
-}  // namespace
 
 namespace internal {
 

@@ -195,6 +195,10 @@ struct ApprovalOutcome {
   HeldRequest request;
 };
 
+// The principal the policy sees for a peer: uid, user and groups of a Unix peer; certificate
+// subject and fingerprint of a TLS peer.
+policy::Principal PrincipalOf(const net::Peer& peer);
+
 // The scheme and hash a key of `type` signs with: ECDSA and Ed25519 by their type, RSA with
 // `rsa_padding` "pkcs1" or "pss"; `hash` "sha256", "sha384" or "sha512". Errors: kInvalidArgument
 // naming the setting.

@@ -427,6 +427,25 @@ TEST_F(AuditExportTest, OutputFileIsReplacedOnlyByACompleteExport) {
   EXPECT_THAT(nowhere.err, HasSubstr("No such file or directory"));
 }
 
+TEST_F(AuditExportTest, ASpecialFileIsWrittenToNotReplaced) {
+  // -o naming a FIFO (or a device such as /dev/null) writes into it as a shell redirection does;
+  // a rename over it would replace it with a regular file (as root, even /dev/null).
+  Grow(0, 6);
+  const std::filesystem::path fifo = dir() / "export.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string script = R"(cat "$2" > "$3" & "$0" audit export --log "$1" -o "$2"; rc=$?; )"
+                             R"(wait; echo "rc=$rc" >&2)";
+  ProcessResult run = Tool({"sh", "-c", script, SIGNET_BINARY, LogDir(), fifo.string(),
+                            (dir() / "copy.jsonl").string()});
+  EXPECT_THAT(run.err, HasSubstr("rc=0")) << run;
+  EXPECT_THAT(run.err, HasSubstr("to " + fifo.string())) << run;
+  struct stat st;
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode)) << "the FIFO is still a FIFO";
+  EXPECT_EQ(ReadFile(dir() / "copy.jsonl"), InProcess());
+  EXPECT_THAT(FilesWith(".tmp."), IsEmpty());
+}
+
 TEST_F(AuditExportTest, WriteErrorsFailTheExport) {
   Grow(0, 300);  // an export larger than a pipe's buffer: its write blocks until the reader goes
   ProcessResult full = Export({}, WithStdoutTo("/dev/full"));

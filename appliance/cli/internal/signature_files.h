@@ -20,7 +20,7 @@ namespace signet::cli {
 // partial `path`, and a failure leaves none. Not fsync'd one by one (a fsync per file made 20,000
 // small signatures take ten times as long): the command syncs each filesystem it wrote to once,
 // before it reports success (SyncFilesystems). Thread-safe. Errors: ErrnoError naming the file;
-// kInvalidArgument when `path` exists and `replace` is false.
+// kInvalidArgument when `path` exists and `replace` is false, or exists and is not a regular file.
 [[nodiscard]] Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> bytes,
                                      mode_t mode, bool replace);
 
