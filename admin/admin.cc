@@ -358,10 +358,38 @@ void AdminService::Handle(net::Request request, net::Responder respond) {
       if (call->path == "/metrics") {
         group = "metrics";
       }
-      call->respond = [state, group, respond = std::move(call->respond)](net::Response r) {
+      // A refused action (a role the peer lacks) is recorded too, without holding up the answer.
+      call->respond = [state, group, peer = call->request.peer, method = call->request.method,
+                       path = call->path, request_id = call->request.request_id,
+                       respond = std::move(call->respond)](net::Response r) {
         {
           std::lock_guard count_lock(state->requests_mu);
           ++state->requests[{group, r.status}];
+        }
+        if (r.status == 403 && (r.body.find("\"role_required\"") != std::string::npos ||
+                                r.body.find("\"no_role\"") != std::string::npos)) {
+          audit::Record record;
+          record.kind = audit::RecordKind::kAdmin;
+          record.request_id = request_id;
+          record.requester.uid = peer.uid;
+          record.requester.user = peer.user;
+          record.requester.groups = peer.groups;
+          record.peer_pid = peer.pid;
+          record.decision = "deny";
+          const auto body = nlohmann::json::parse(r.body, nullptr, false);
+          record.detail = method + " " + path.substr(0, 256) + " refused: " +
+                          (body.is_object() ? body.value("message", "") : std::string());
+          std::vector<audit::Record> records;
+          records.push_back(std::move(record));
+          auto submitted =
+              state->log.Submit(std::move(records), [](Result<audit::SeqRange> committed) {
+                if (!committed) {
+                  spdlog::error("admin: refusal not recorded: {}", committed.error().ToString());
+                }
+              });
+          if (!submitted) {
+            spdlog::error("admin: refusal not recorded: {}", submitted.error().ToString());
+          }
         }
         respond(std::move(r));
       };

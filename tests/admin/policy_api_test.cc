@@ -186,6 +186,19 @@ TEST_F(AuditorOnlyTest, EachEndpointChecksItsRole) {
   EXPECT_EQ(Admin("POST", "/v1/policy/validate", PolicyFor({"admin"})).status, 403);
   EXPECT_EQ(Admin("GET", "/metrics").status, 200);
   EXPECT_EQ(OfKind(Records(), audit::RecordKind::kPolicy).size(), 1u);
+  // Each refused action is recorded (not awaited: give the writer a moment).
+  std::vector<audit::Record> refusals;
+  for (int i = 0; i < 100 && refusals.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    refusals = OfKind(Records(), audit::RecordKind::kAdmin);
+  }
+  ASSERT_EQ(refusals.size(), 2u);
+  EXPECT_EQ(refusals[0].decision, "deny");
+  EXPECT_EQ(refusals[0].requester.uid, ::getuid());
+  EXPECT_NE(refusals[0].detail.find("PUT /v1/policy refused"), std::string::npos)
+      << refusals[0].detail;
+  EXPECT_NE(refusals[1].detail.find("POST /v1/policy/validate refused"), std::string::npos)
+      << refusals[1].detail;
 }
 
 class NoRoleTest : public AdminFixture {
