@@ -139,6 +139,8 @@ class Token {
     std::uint64_t retries = 0;
     std::uint64_t sessions_reopened = 0;
     std::size_t queue_depth = 0;
+    std::size_t sessions = 0;         // signing sessions in the pool
+    std::size_t sessions_in_use = 0;  // of those, leased to a worker that is signing now
     // Jobs failed in a row since the last that succeeded (0: the last job succeeded, or none ran),
     // and the error of the most recent failed job (empty if none failed yet).
     std::uint64_t consecutive_failures = 0;

@@ -182,6 +182,7 @@ Result<std::unique_ptr<SessionPool>> SessionPool::Open(std::shared_ptr<Module> m
     SIGNET_ASSIGN_OR_RETURN(CK_SESSION_HANDLE session, pool->OpenOne());
     pool->free_.push_back(session);
   }
+  pool->size_ = count;
   return pool;
 }
 
@@ -216,6 +217,11 @@ Status SessionPool::Login(CK_SESSION_HANDLE session) {
                                                               : "logging in to the token"));
   }
   return OkStatus();
+}
+
+std::size_t SessionPool::in_use() const {
+  std::lock_guard lock(mu_);
+  return size_ - free_.size();
 }
 
 Status SessionPool::CheckLogin() {

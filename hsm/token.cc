@@ -284,6 +284,8 @@ Token::Stats Token::stats() const {
   Stats out = state_->stats;
   out.queue_depth = state_->queue.size();
   out.sessions_reopened = state_->pool->reopened();
+  out.sessions = state_->pool->size();
+  out.sessions_in_use = state_->pool->in_use();
   return out;
 }
 

@@ -85,6 +85,9 @@ class SessionPool {
 
   CK_FUNCTION_LIST* fn() const { return module_->fn(); }
   std::uint64_t reopened() const;
+  // Signing sessions in the pool, and how many are leased out (signing) now.
+  std::size_t size() const { return size_; }
+  std::size_t in_use() const;
   // Asks the token whether the user is logged in (C_GetSessionInfo on the login session). A login
   // session that died is reopened and logged in again. Errors: kHsm naming the CK_RV,
   // kPermissionDenied when the session is not in a user state.
@@ -105,6 +108,7 @@ class SessionPool {
   std::condition_variable returned_;
   std::vector<CK_SESSION_HANDLE> free_;
   std::uint64_t reopened_ = 0;
+  std::size_t size_ = 0;  // set by Open
 };
 
 }  // namespace signet::hsm::internal

@@ -275,6 +275,12 @@ TEST_F(OneApprovalTest, AnotherUidApprovesThroughTheAdminSocket) {
   const json answer = json::parse(run.out, nullptr, false);
   ASSERT_TRUE(answer.is_object()) << run.out;
   EXPECT_EQ(answer["status"], "approved") << run.out;
+  // The approver role does not reach what the admin role does.
+  const auto put = net::testing::RunCommand(
+      "setpriv --reuid=65534 --regid=65534 --clear-groups curl -s -o /dev/null -w '%{http_code}' "
+      "-X PUT --data-binary x --unix-socket " +
+      net::testing::ShellQuote(admin_socket().string()) + " http://localhost/v1/policy");
+  EXPECT_EQ(put.out, "403");
   const json done = WaitSettled(id);
   EXPECT_EQ(done["status"], "signed") << done.dump();
   const auto signs = Of(audit::RecordKind::kSign);

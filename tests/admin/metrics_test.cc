@@ -182,6 +182,8 @@ TEST_F(MetricsTest, CountersEqualTheRequestsMade) {
   EXPECT_EQ(after.Value("signet_hsm_consecutive_failures", {{"token", "main"}}), 0.0);
   EXPECT_EQ(after.Value("signet_hsm_jobs_failed_total", {{"token", "main"}}), 0.0);
   EXPECT_TRUE(after.Value("signet_hsm_queue_depth", {{"token", "main"}}).has_value());
+  EXPECT_EQ(after.Value("signet_hsm_sessions", {{"token", "main"}}), 2.0);  // ConfigFor's 2
+  EXPECT_EQ(after.Value("signet_hsm_sessions_in_use", {{"token", "main"}}), 0.0) << "idle";
   EXPECT_TRUE(after.Value("signet_hsm_retries_total", {{"token", "main"}}).has_value());
   EXPECT_TRUE(after.Value("signet_hsm_sessions_reopened_total", {{"token", "main"}}).has_value());
 
