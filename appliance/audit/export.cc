@@ -55,9 +55,10 @@ bool MightHold(std::string_view bytes, std::string_view needle) {
     return true;
   }
   auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-  return !std::ranges::search(bytes, needle, [&](char a, char b) {
-            return lower(a) == lower(b);
-          }).empty();
+  // std::search, not std::ranges::search: clang with libstdc++ 12 cannot build the latter's
+  // subrange (the fuzz build uses clang).
+  return std::search(bytes.begin(), bytes.end(), needle.begin(), needle.end(),
+                     [&](char a, char b) { return lower(a) == lower(b); }) != bytes.end();
 }
 
 // Canonical: sorted keys (nlohmann's std::map), no spaces. Strings here come from the store and
