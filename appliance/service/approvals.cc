@@ -43,17 +43,7 @@ audit::Record HeldRecord(const HeldRequest& held, std::string decision, std::str
   r.client_host = held.client_host;
   r.tool_name = held.tool_name;
   r.tool_version = held.tool_version;
-  const net::Peer& peer = held.requester;
-  if (peer.kind == net::Peer::Kind::kUnix) {
-    r.requester.uid = peer.uid;
-    r.requester.user = peer.user;
-    r.requester.groups = peer.groups;
-    r.peer_pid = peer.pid;
-  } else {
-    r.requester.cert_subject = peer.cert_subject;
-    r.requester.cert_fingerprint = peer.cert_fingerprint;
-    r.peer_address = peer.address;
-  }
+  SetRequester(r, held.requester);
   r.key_name = held.key;
   r.policy_rule = held.rule;
   r.approvers = held.approvals;

@@ -119,16 +119,7 @@ json KeyJson(const SignService::KeyState& k) {
 
 namespace internal {
 
-// The fields every record of `call` shares.
-audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
-  audit::Record r;
-  r.kind = kind;
-  r.request_id = call.request_id;
-  r.ticket = call.envelope.ticket;
-  r.client_host = call.envelope.client_host;
-  r.tool_name = call.envelope.tool_name;
-  r.tool_version = call.envelope.tool_version;
-  const net::Peer& peer = call.peer;
+void SetRequester(audit::Record& r, const net::Peer& peer) {
   if (peer.kind == net::Peer::Kind::kUnix) {
     r.requester.uid = peer.uid;
     r.requester.user = peer.user;
@@ -139,6 +130,18 @@ audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
     r.requester.cert_fingerprint = peer.cert_fingerprint;
     r.peer_address = peer.address;
   }
+}
+
+// The fields every record of `call` shares.
+audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind) {
+  audit::Record r;
+  r.kind = kind;
+  r.request_id = call.request_id;
+  r.ticket = call.envelope.ticket;
+  r.client_host = call.envelope.client_host;
+  r.tool_name = call.envelope.tool_name;
+  r.tool_version = call.envelope.tool_version;
+  SetRequester(r, call.peer);
   r.key_name = call.envelope.key;
   if (call.key != nullptr) {
     r.key_fingerprint = call.key->key.key.public_key.fingerprint;

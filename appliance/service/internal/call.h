@@ -190,6 +190,9 @@ net::Response JsonResponse(int status, const nlohmann::json& body);
 net::Response Encode(int status, const nlohmann::json& body, bool cbor);
 net::Response AuditUnavailable(const Error& error);
 
+// The requester fields of a record: uid, user, groups and pid of a Unix peer; certificate subject,
+// fingerprint and address of a TLS peer.
+void SetRequester(audit::Record& r, const net::Peer& peer);
 // The fields every record of `call` shares.
 audit::Record BaseRecord(const SignCall& call, audit::RecordKind kind);
 // Writes one `deny` record for `call` and sends `answer` once it is durable (503 if it cannot
