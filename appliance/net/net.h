@@ -95,21 +95,40 @@ struct Request {
   std::optional<std::string_view> Header(std::string_view name) const;
 };
 
-// Response is what the Handler answers. Content-Length, X-Request-Id and Connection are set by the
-// server; `headers` must not contain those.
+// BodyWriter hands the server the next piece of a streamed body. It blocks while the connection
+// has kStreamWindowBytes or more queued and unsent, and returns false once the body can no longer
+// be delivered (the client went away or stopped reading for request_timeout, or the server is
+// stopping): the producer should then stop and return.
+using BodyWriter = std::function<bool(std::string_view piece)>;
+inline constexpr std::size_t kStreamWindowBytes = 1024 * 1024;
+
+// Response is what the Handler answers. Content-Length (or Transfer-Encoding), X-Request-Id and
+// Connection are set by the server; `headers` must not contain those.
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body{};
   std::vector<std::pair<std::string, std::string>> headers{};
+  // A body produced while it is sent, for answers too large to hold in memory. When set, `body`
+  // must be empty: the Responder call runs `stream` on the calling thread, and the server sends
+  // the head (with "Transfer-Encoding: chunked") with the first piece written, then each piece as
+  // it goes, and returns when `stream` has returned. So a streamed response must be given from a
+  // thread that may block (a worker of the service, never the Handler or another I/O thread: the
+  // server answers 500 "internal" there).
+  // If `stream` fails (an error or an exception) before writing a byte, the client gets
+  // `refuse_stream(error)` instead, as a whole response (500 "internal" when unset). If it fails
+  // later, the connection is cut before the final chunk, so the client sees an incomplete body,
+  // never a short one that looks whole.
+  std::function<Status(const BodyWriter& write)> stream{};
+  std::function<Response(const Error& error)> refuse_stream{};
 };
 
 // JsonError builds the server's error shape: {"code":code,"message":message[,"limit":limit]}.
 Response JsonError(int status, std::string_view code, std::string_view message,
                    std::string_view limit = {});
 
-// Responder sends the response to one request. Callable from any thread; only the first call
-// counts. Copyable (all copies share one response slot).
+// Responder sends the response to one request. Callable from any thread (a streamed one: see
+// Response::stream); only the first call counts. Copyable (all copies share one response slot).
 using Responder = std::function<void(Response)>;
 // Handler receives each complete request on an I/O thread and must return without blocking.
 // Exceptions it throws become 500 "internal" responses.

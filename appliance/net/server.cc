@@ -17,10 +17,13 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <condition_variable>
 #include <future>
 #include <list>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <thread>
 #include <type_traits>
 
@@ -42,6 +45,8 @@ constexpr auto kLingerTime = std::chrono::seconds(1);
 constexpr auto kWatchInterval = std::chrono::milliseconds(100);
 constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
 constexpr std::size_t kTlsFirstRead = 16 * 1024;  // one TLS record
+constexpr std::string_view kCrlf = "\r\n";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";  // no trailer fields
 
 class SessionBase;
 
@@ -73,14 +78,157 @@ struct Core {
   }
 };
 
+// True on the Server's I/O threads: a streamed response given there would block the thread that
+// has to send it.
+thread_local bool t_io_thread = false;
+
+// BodyChannel carries a streamed body from the producer (the thread that called the Responder) to
+// the session that sends it. The producer appends pieces; the session takes everything queued,
+// sends it as one chunk, and reports it sent, which frees the window for the producer. While the
+// session waits for the producer, no I/O of its own keeps it alive: the channel does, until the
+// producer wakes it or the channel closes.
+class BodyChannel {
+ public:
+  struct Taken {
+    std::string data;
+    bool end = false;  // the producer has finished (`ok` says how) and nothing more is queued
+    bool ok = true;
+    std::optional<Response> refusal{};  // when !ok: the answer if nothing was sent yet
+  };
+
+  explicit BodyChannel(std::shared_ptr<Core> core) : core_(std::move(core)) {}
+
+  // Producer side. False once the session cannot send any more.
+  bool Write(std::string_view piece) {
+    std::shared_ptr<SessionBase> wake;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return closed_ || pending_ < kStreamWindowBytes; });
+      if (closed_) {
+        return false;
+      }
+      queued_.append(piece);
+      pending_ += piece.size();
+      if (!queued_.empty()) {
+        wake = std::move(waiting_);
+      }
+    }
+    Wake(std::move(wake));
+    return true;
+  }
+  void Finish(bool ok, std::optional<Response> refusal) {
+    std::shared_ptr<SessionBase> wake;
+    {
+      std::lock_guard lock(mu_);
+      finished_ = true;
+      ok_ = ok;
+      refusal_ = std::move(refusal);
+      wake = std::move(waiting_);
+    }
+    Wake(std::move(wake));
+  }
+
+  // Session side (its strand). Takes what is queued; when nothing is and the producer has not
+  // finished, the channel keeps `session` until the next Write or Finish wakes it
+  // (SessionBase::Pump).
+  Taken Take(std::shared_ptr<SessionBase> session) {
+    std::lock_guard lock(mu_);
+    Taken taken;
+    taken.data = std::move(queued_);
+    queued_.clear();
+    taken.end = taken.data.empty() && finished_;
+    taken.ok = ok_;
+    if (taken.end && !ok_) {
+      taken.refusal = std::move(refusal_);
+      refusal_.reset();
+    }
+    if (taken.data.empty() && !finished_ && !closed_) {
+      waiting_ = std::move(session);
+    }
+    return taken;
+  }
+  void Sent(std::size_t n) {
+    {
+      std::lock_guard lock(mu_);
+      pending_ -= std::min(pending_, n);
+    }
+    cv_.notify_all();
+  }
+  // The session is gone or cannot send any more: the producer's next Write returns false.
+  void Close() {
+    std::shared_ptr<SessionBase> release;  // dropped after the lock: it may be the last reference
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      release = std::move(waiting_);
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  void Wake(std::shared_ptr<SessionBase> session);  // below SessionBase
+
+  std::shared_ptr<Core> core_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string queued_;
+  std::size_t pending_ = 0;                 // queued or being sent
+  std::shared_ptr<SessionBase> waiting_{};  // the session, while it waits for the producer
+  bool finished_ = false;
+  bool ok_ = true;
+  std::optional<Response> refusal_{};
+  bool closed_ = false;
+};
+
+// ChannelHandle closes its channel when dropped, so a producer never waits for a session that is
+// gone, whichever way it went (closed, destroyed, or its posted handler discarded at Stop).
+class ChannelHandle {
+ public:
+  ChannelHandle() = default;
+  explicit ChannelHandle(std::shared_ptr<BodyChannel> channel) : channel_(std::move(channel)) {}
+  ChannelHandle(ChannelHandle&& other) noexcept = default;
+  ChannelHandle& operator=(ChannelHandle&& other) noexcept {
+    Reset();
+    channel_ = std::move(other.channel_);
+    return *this;
+  }
+  ~ChannelHandle() { Reset(); }
+  ChannelHandle(const ChannelHandle&) = delete;
+  ChannelHandle& operator=(const ChannelHandle&) = delete;
+
+  BodyChannel* get() const { return channel_.get(); }
+  explicit operator bool() const { return channel_ != nullptr; }
+  void Reset() {
+    if (channel_) {
+      channel_->Close();
+      channel_.reset();
+    }
+  }
+
+ private:
+  std::shared_ptr<BodyChannel> channel_;
+};
+
 class SessionBase : public std::enable_shared_from_this<SessionBase> {
  public:
   virtual ~SessionBase() = default;
-  // Each of these posts to the session's strand; safe from any thread.
-  virtual void Deliver(Response response) = 0;
+  // Each of these posts to the session's strand; safe from any thread. `channel` is set for a
+  // streamed response.
+  virtual void Deliver(Response response, ChannelHandle channel) = 0;
+  virtual void Pump() = 0;  // a streamed body has more to send, or has ended
   virtual void BeginStop() = 0;
   virtual void ForceClose() = 0;
 };
+
+void BodyChannel::Wake(std::shared_ptr<SessionBase> session) {
+  if (!session) {
+    return;
+  }
+  std::lock_guard lock(core_->post_mu);
+  if (!core_->closed) {
+    session->Pump();  // the posted handler holds the session from here
+  }
+}
 
 // ResponseSlot is shared by all copies of one Responder; the first Send wins.
 class ResponseSlot {
@@ -97,16 +245,73 @@ class ResponseSlot {
     if (used_.exchange(true)) {
       return;
     }
-    std::lock_guard lock(core_->post_mu);
-    if (core_->closed) {
+    auto stream = std::move(response.stream);
+    auto refuse = std::move(response.refuse_stream);
+    response.stream = nullptr;
+    response.refuse_stream = nullptr;
+    if (stream && t_io_thread) {
+      core_->Report(Error(ErrorCode::kInternal,
+                          "a streamed response was given on an I/O thread (it would block the "
+                          "thread that sends it); answered 500"));
+      stream = nullptr;
+      response = JsonError(500, "internal", "the request handler failed");
+    }
+    std::shared_ptr<BodyChannel> channel;
+    {
+      std::lock_guard lock(core_->post_mu);
+      if (core_->closed) {
+        return;
+      }
+      // Posting keeps the session alive, so this local reference is never the last one... except
+      // when the posted handler already ran on another thread; SessionBase's destructor takes only
+      // registry_mu, never post_mu, so releasing it here is fine.
+      std::shared_ptr<SessionBase> session = session_.lock();
+      if (!session) {
+        return;
+      }
+      if (stream) {
+        channel = std::make_shared<BodyChannel>(core_);
+      }
+      session->Deliver(std::move(response), ChannelHandle(channel));
+    }
+    if (!channel) {
       return;
     }
-    // Posting keeps the session alive, so this local reference is never the last one... except
-    // when the posted handler already ran on another thread; SessionBase's destructor takes only
-    // registry_mu, never post_mu, so releasing it here is fine.
-    if (std::shared_ptr<SessionBase> session = session_.lock()) {
-      session->Deliver(std::move(response));
+    BodyChannel& out = *channel;
+    bool wrote = false;
+    const BodyWriter write = [&out, &wrote](std::string_view piece) {
+      wrote = wrote || !piece.empty();
+      return out.Write(piece);
+    };
+    std::optional<Error> failed;
+    try {
+      if (Status produced = stream(write); !produced) {
+        failed = produced.error();
+      }
+    } catch (const std::exception& e) {
+      failed = Error(ErrorCode::kInternal, std::string("the body's producer threw: ") + e.what());
+      core_->Report(*failed);
+    } catch (...) {
+      failed = Error(ErrorCode::kInternal, "the body's producer threw a non-exception");
+      core_->Report(*failed);
     }
+    if (!failed) {
+      out.Finish(true, std::nullopt);
+      return;
+    }
+    if (wrote) {
+      core_->Report(failed->WithContext("streamed response cut after its first bytes"));
+    }
+    std::optional<Response> refusal;
+    try {
+      refusal = refuse ? refuse(*failed)
+                       : JsonError(500, "internal", "the response could not be produced");
+    } catch (...) {
+      refusal = JsonError(500, "internal", "the response could not be produced");
+    }
+    refusal->stream = nullptr;
+    refusal->refuse_stream = nullptr;
+    out.Finish(false, std::move(refusal));
   }
 
  private:
@@ -156,10 +361,14 @@ class Session final : public SessionBase {
     asio::dispatch(stream_.get_executor(), [self = Self()] { self->Run(); });
   }
 
-  void Deliver(Response response) override {
-    asio::post(stream_.get_executor(), [self = Self(), r = std::move(response)]() mutable {
-      self->OnResponse(std::move(r));
-    });
+  void Deliver(Response response, ChannelHandle channel) override {
+    asio::post(stream_.get_executor(),
+               [self = Self(), r = std::move(response), c = std::move(channel)]() mutable {
+                 self->OnResponse(std::move(r), std::move(c));
+               });
+  }
+  void Pump() override {
+    asio::post(stream_.get_executor(), [self = Self()] { self->SendQueued(); });
   }
   void BeginStop() override {
     asio::post(stream_.get_executor(), [self = Self()] { self->OnBeginStop(); });
@@ -440,49 +649,150 @@ class Session final : public SessionBase {
     watch_timer_.async_wait([self = Self()](error_code timer_ec) { self->OnWatch(timer_ec); });
   }
 
-  void OnResponse(Response response) {
+  void OnResponse(Response response, ChannelHandle channel) {
     if (state_ != State::kAwaiting) {
-      return;  // the connection closed meanwhile
+      return;  // the connection closed meanwhile (dropping `channel` stops its producer)
     }
     error_code ignored;
     Socket().cancel(ignored);  // ends the watch
     watch_timer_.cancel();
+    if (channel) {
+      channel_ = std::move(channel);
+      StartStream(std::move(response), !keep_alive_);
+      return;
+    }
     Write(std::move(response), !keep_alive_);
   }
 
   void SendError(Response response) { Write(std::move(response), /*close=*/true); }
 
-  void Write(Response response, bool close) {
-    close = close || stop_after_response_ || core_->stopping.load();
-    state_ = State::kWriting;
+  // The head's fields, the same for a whole and a streamed response.
+  template <class Message>
+  void SetHead(Message& message, const Response& response, bool close) {
     if (request_id_.empty()) {
       request_id_ = internal::NewRequestId();
     }
-    int status = response.status;
-    if (status < 200 || status > 599) {
-      core_->Report(Error(ErrorCode::kInternal,
-                          "request handler answered invalid status " + std::to_string(status)));
+    const int status = response.status;
+    message.version(11);
+    message.result(static_cast<unsigned>(status));
+    for (auto& [name, value] : response.headers) {
+      message.set(name, value);
+    }
+    message.set(http::field::content_type, response.content_type);
+    message.set("X-Request-Id", request_id_);
+    if (status == 503) {
+      message.set(http::field::retry_after, "1");
+    }
+    message.keep_alive(!close);
+  }
+
+  void Write(Response response, bool close) {
+    close = close || stop_after_response_ || core_->stopping.load();
+    state_ = State::kWriting;
+    if (response.status < 200 || response.status > 599) {
+      core_->Report(Error(ErrorCode::kInternal, "request handler answered invalid status " +
+                                                    std::to_string(response.status)));
       response = JsonError(500, "internal", "the request handler answered an invalid status");
-      status = 500;
     }
     response_ = {};
-    response_.version(11);
-    response_.result(static_cast<unsigned>(status));
-    for (auto& [name, value] : response.headers) {
-      response_.set(name, value);
-    }
-    response_.set(http::field::content_type, response.content_type);
-    response_.set("X-Request-Id", request_id_);
-    if (status == 503) {
-      response_.set(http::field::retry_after, "1");
-    }
+    SetHead(response_, response, close);
     response_.body() = std::move(response.body);
-    response_.keep_alive(!close);
     response_.prepare_payload();
     ArmTimer(core_->limits.request_timeout, TimerAction::kClose);
     http::async_write(stream_, response_, [self = Self(), close](error_code ec, std::size_t) {
       self->OnWritten(ec, close);
     });
+  }
+
+  // A streamed response. The head waits for the producer's first piece (or its end), so a
+  // producer that fails before writing a byte can still answer with an error of its own
+  // (Response::refuse_stream). Then each piece the producer queued since the last write goes out
+  // as one chunk, and the last chunk closes the body. request_timeout bounds each write, not the
+  // whole body, and does not run while the producer makes the next piece.
+  void StartStream(Response response, bool close) {
+    stream_close_ = close || stop_after_response_ || core_->stopping.load();
+    state_ = State::kWriting;
+    if (response.status < 200 || response.status > 599) {
+      core_->Report(Error(ErrorCode::kInternal, "request handler answered invalid status " +
+                                                    std::to_string(response.status) +
+                                                    " for a streamed body (connection cut)"));
+      Close();
+      return;
+    }
+    http::response<http::empty_body> head;
+    SetHead(head, response, stream_close_);
+    head.chunked(true);
+    std::ostringstream text;
+    text << head.base();
+    stream_head_ = std::move(text).str();
+    SendQueued();
+  }
+
+  void SendQueued() {
+    if (state_ != State::kWriting || !channel_ || stream_writing_) {
+      return;
+    }
+    BodyChannel::Taken taken = channel_.get()->Take(Self());
+    if (taken.data.empty() && !taken.end) {
+      return;  // the producer wakes us (Pump) when it has more or has finished
+    }
+    if (taken.end && !taken.ok) {
+      if (!stream_head_.empty() && taken.refusal) {
+        channel_.Reset();  // nothing was sent: the producer's refusal is the whole answer
+        Write(std::move(*taken.refusal), stream_close_);
+      } else {
+        Close();  // no last chunk: the client sees the body is incomplete
+      }
+      return;
+    }
+    // Head (the first time), chunk size line, data, CRLF, and the last chunk at the end.
+    chunk_ = std::move(taken.data);
+    chunk_line_.clear();
+    if (!chunk_.empty()) {
+      chunk_line_ = ToHex(chunk_.size()) + "\r\n";
+    }
+    std::vector<asio::const_buffer> out;
+    out.push_back(asio::buffer(stream_head_));
+    if (!chunk_.empty()) {
+      out.push_back(asio::buffer(chunk_line_));
+      out.push_back(asio::buffer(chunk_));
+      out.push_back(asio::buffer(kCrlf));
+    }
+    if (taken.end) {
+      out.push_back(asio::buffer(kLastChunk));
+    }
+    stream_writing_ = true;
+    ArmTimer(core_->limits.request_timeout, TimerAction::kClose);
+    asio::async_write(stream_, out,
+                      [self = Self(), n = chunk_.size(), end = taken.end](
+                          error_code ec, std::size_t) { self->OnStreamWritten(ec, n, end); });
+  }
+
+  void OnStreamWritten(error_code ec, std::size_t sent, bool end) {
+    if (state_ != State::kWriting || !channel_) {
+      return;
+    }
+    stream_writing_ = false;
+    stream_head_.clear();  // sent
+    CancelTimer();
+    if (ec) {
+      Close();
+      return;
+    }
+    if (end) {
+      channel_.Reset();
+      chunk_ = {};
+      OnWritten(ec, stream_close_);
+      return;
+    }
+    channel_.get()->Sent(sent);
+    SendQueued();
+  }
+
+  static std::string ToHex(std::size_t n) {
+    std::array<char, 2 * sizeof(std::size_t) + 1> buf{};
+    auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), n, 16);
+    return std::string(buf.data(), end);
   }
 
   void OnWritten(error_code ec, bool close) {
@@ -540,6 +850,7 @@ class Session final : public SessionBase {
       cancelled_->store(true);
     }
     state_ = State::kClosed;
+    channel_.Reset();  // a producer still writing learns the body goes nowhere
     CancelTimer();
     watch_timer_.cancel();
     error_code ignored;
@@ -562,6 +873,13 @@ class Session final : public SessionBase {
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::empty_body>> continue_;
   http::response<http::string_body> response_;
+  // A streamed response: its producer's channel, head, and the chunk being written.
+  ChannelHandle channel_;
+  std::string stream_head_;  // until sent
+  std::string chunk_line_;
+  std::string chunk_;
+  bool stream_writing_ = false;
+  bool stream_close_ = false;
   std::string request_id_;
   std::shared_ptr<std::atomic<bool>> cancelled_;
   std::array<char, 4096> drain_{};
@@ -746,6 +1064,7 @@ class Server::Impl {
  private:
   void ThreadMain() {
     // An I/O thread's entry point: exceptions end here, become an Error, and the thread serves on.
+    t_io_thread = true;
     for (;;) {
       try {
         ioc_.run();
