@@ -198,10 +198,15 @@ net::Response ErrorResponse(const Error& error) {
 
 audit::Record ActionRecord(const Call& call, audit::RecordKind kind, std::string decision,
                            std::string detail) {
+  return PeerRecord(call.request.peer, call.request.request_id, kind, std::move(decision),
+                    std::move(detail));
+}
+
+audit::Record PeerRecord(const net::Peer& peer, std::string request_id, audit::RecordKind kind,
+                         std::string decision, std::string detail) {
   audit::Record r;
   r.kind = kind;
-  r.request_id = call.request.request_id;
-  const net::Peer& peer = call.request.peer;
+  r.request_id = std::move(request_id);
   r.requester.uid = peer.uid;
   r.requester.user = peer.user;
   r.requester.groups = peer.groups;
@@ -217,6 +222,75 @@ Result<audit::SeqRange> Record(State& state, audit::Record record) {
   return state.log.Append(std::move(records), Deadline::In(std::chrono::seconds(30)));
 }
 
+void RecordAnswer(State& state, const net::Peer& peer, const std::string& request_id,
+                  const std::string& method, const std::string& target, net::Response& response) {
+  // Only an error's body is read (for its code and message); a page of records is not parsed.
+  const auto body = response.status < 400 || response.stream
+                        ? nlohmann::json()
+                        : nlohmann::json::parse(response.body, nullptr, false);
+  const std::string code = body.is_object() ? body.value("code", std::string()) : std::string();
+  const std::string message =
+      body.is_object() ? body.value("message", std::string()).substr(0, 1024) : std::string();
+  const std::string request = method + " " + target.substr(0, 512);
+  // A refusal for a missing role is a denial; it is recorded without holding up the answer (a
+  // peer cannot slow the log's writer down by asking for what it may not have).
+  if (response.status == 403 && (code == "role_required" || code == "no_role")) {
+    const std::string detail = request + " refused: " + message;
+    std::vector<audit::Record> records;
+    records.push_back(PeerRecord(peer, request_id, audit::RecordKind::kAdmin, "deny", detail));
+    auto submitted = state.log.Submit(std::move(records), [](Result<audit::SeqRange> committed) {
+      if (!committed) {
+        spdlog::error("admin: refusal not recorded: {}", committed.error().ToString());
+      }
+    });
+    if (!submitted) {
+      spdlog::error("admin: refusal not recorded: {}", submitted.error().ToString());
+    }
+    return;
+  }
+  // Anything else is recorded before the answer leaves: no record, no answer (an error is still
+  // answered, as it gives nothing away).
+  std::string detail = request + " answered " + std::to_string(response.status);
+  if (response.status >= 400) {
+    detail += " " + code + ": " + message;
+  }
+  const std::string decision =
+      response.status >= 400 ? "error" : (method == "GET" ? "read" : "request");
+  auto committed =
+      Record(state, PeerRecord(peer, request_id, audit::RecordKind::kAdmin, decision, detail));
+  if (!committed) {
+    spdlog::error("admin: {} {} not recorded: {}", method, target.substr(0, 512),
+                  committed.error().ToString());
+    if (response.status < 400) {
+      response = AuditUnavailable(committed.error());
+    }
+  }
+}
+
+bool RunExport(State& state, std::function<void()> task) {
+  {
+    std::lock_guard lock(state.exports_mu);
+    if (state.exports_running >= state.options.max_exports) {
+      return false;
+    }
+    ++state.exports_running;
+  }
+  std::thread([&state, task = std::move(task)] {
+    try {
+      task();
+    } catch (const std::exception& e) {
+      spdlog::error("admin: audit export failed: {}", e.what());
+    } catch (...) {
+      spdlog::error("admin: audit export failed with a non-exception");
+    }
+    // The last touch of `state`: its destructor waits for exports_running to reach 0.
+    std::lock_guard lock(state.exports_mu);
+    --state.exports_running;
+    state.exports_cv.notify_all();
+  }).detach();
+  return true;
+}
+
 }  // namespace internal
 
 AdminService::AdminService(std::shared_ptr<State> state) : state_(std::move(state)) {}
@@ -230,6 +304,10 @@ AdminService::~AdminService() {
   for (std::thread& worker : state_->workers) {
     worker.join();
   }
+  // An export still streaming stops at its next write once the admin socket's server has stopped
+  // (signetd stops it first).
+  std::unique_lock lock(state_->exports_mu);
+  state_->exports_cv.wait(lock, [this] { return state_->exports_running == 0; });
 }
 
 Result<std::unique_ptr<AdminService>> AdminService::Create(
@@ -237,6 +315,9 @@ Result<std::unique_ptr<AdminService>> AdminService::Create(
     std::map<std::string, hsm::Token*> tokens) {
   if (options.workers == 0 || options.workers > 16) {
     return MakeError(ErrorCode::kInvalidArgument, "admin workers must be 1 to 16");
+  }
+  if (options.max_exports == 0 || options.max_exports > 16) {
+    return MakeError(ErrorCode::kInvalidArgument, "admin max_exports must be 1 to 16");
   }
   if (options.max_records_page == 0) {
     return MakeError(ErrorCode::kInvalidArgument, "max_records_page must be at least 1");
@@ -358,38 +439,16 @@ void AdminService::Handle(net::Request request, net::Responder respond) {
       if (call->path == "/metrics") {
         group = "metrics";
       }
-      // A refused action (a role the peer lacks) is recorded too, without holding up the answer.
       call->respond = [state, group, peer = call->request.peer, method = call->request.method,
-                       path = call->path, request_id = call->request.request_id,
+                       target = call->request.target, request_id = call->request.request_id,
+                       recorded = call->recorded,
                        respond = std::move(call->respond)](net::Response r) {
+        if (group != "metrics" && group != "health" && !recorded->load()) {
+          internal::RecordAnswer(*state, peer, request_id, method, target, r);
+        }
         {
           std::lock_guard count_lock(state->requests_mu);
           ++state->requests[{group, r.status}];
-        }
-        if (r.status == 403 && (r.body.find("\"role_required\"") != std::string::npos ||
-                                r.body.find("\"no_role\"") != std::string::npos)) {
-          audit::Record record;
-          record.kind = audit::RecordKind::kAdmin;
-          record.request_id = request_id;
-          record.requester.uid = peer.uid;
-          record.requester.user = peer.user;
-          record.requester.groups = peer.groups;
-          record.peer_pid = peer.pid;
-          record.decision = "deny";
-          const auto body = nlohmann::json::parse(r.body, nullptr, false);
-          record.detail = method + " " + path.substr(0, 256) + " refused: " +
-                          (body.is_object() ? body.value("message", "") : std::string());
-          std::vector<audit::Record> records;
-          records.push_back(std::move(record));
-          auto submitted =
-              state->log.Submit(std::move(records), [](Result<audit::SeqRange> committed) {
-                if (!committed) {
-                  spdlog::error("admin: refusal not recorded: {}", committed.error().ToString());
-                }
-              });
-          if (!submitted) {
-            spdlog::error("admin: refusal not recorded: {}", submitted.error().ToString());
-          }
         }
         respond(std::move(r));
       };

@@ -123,9 +123,9 @@ class StateStore final : public service::ApprovalStore {
 struct AdminOptions {
   std::string host_id;
   unsigned workers = 2;  // threads that run admin requests: 1 to 16
-  // An audit export answered by the API is built in memory; larger ones are refused with 413,
-  // saying to narrow the filters (or to export from the log directory with `signet audit export`).
-  std::size_t max_export_bytes = std::size_t{256} << 20;
+  // Audit exports stream from threads of their own (a slow reader holds no worker): at most this
+  // many at once (1 to 16); one more is answered 503 too_many_exports.
+  unsigned max_exports = 2;
   std::size_t max_records_page = 1000;
 };
 

@@ -61,6 +61,15 @@ net::Response Outcome(const service::ApprovalOutcome& outcome) {
   return JsonResponse(200, HeldJson(outcome.request, false));
 }
 
+// The service records an approval or denial it accepted (kind approval); a refused one is
+// recorded with the answer, like any other request.
+void RespondToDecision(Call& call, const service::ApprovalOutcome& outcome) {
+  if (outcome.status == 200) {
+    call.recorded->store(true);
+  }
+  call.respond(Outcome(outcome));
+}
+
 }  // namespace
 
 void HandleApprovals(State& state, Call& call) {
@@ -132,7 +141,7 @@ void HandleApprovals(State& state, Call& call) {
     return;
   }
   if (action == "approve") {
-    call.respond(Outcome(state.service.Approve(id, call.request.peer)));
+    RespondToDecision(call, state.service.Approve(id, call.request.peer));
     return;
   }
   const json body = json::parse(call.request.body, nullptr, false);
@@ -148,7 +157,7 @@ void HandleApprovals(State& state, Call& call) {
     call.respond(net::JsonError(400, "malformed", "the reason is at most 1024 bytes"));
     return;
   }
-  call.respond(Outcome(state.service.Deny(id, call.request.peer, std::move(reason))));
+  RespondToDecision(call, state.service.Deny(id, call.request.peer, std::move(reason)));
 }
 
 }  // namespace signet::admin::internal

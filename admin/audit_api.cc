@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -235,55 +236,50 @@ void Export(State& state, Call& call) {
     }
   }
 
-  const std::size_t max_bytes = state.options.max_export_bytes;
-  std::string body;
-  std::uint64_t records = 0;
-  bool too_large = false;
-  bool gone = false;
-  Status exported = state.log.Export(filters.options, [&](std::string_view line) -> Status {
-    if (call.request.cancelled && call.request.cancelled->load()) {
-      gone = true;
-      return MakeError(ErrorCode::kUnavailable, "the client went away");
-    }
-    if (body.size() + line.size() > max_bytes) {
-      too_large = true;
-      return MakeError(ErrorCode::kInvalidArgument, "too large");
-    }
-    records += line.starts_with("{\"index\":") ? 1 : 0;
-    body.append(line);
-    return OkStatus();
+  // The export streams from a thread of its own, so a slow reader holds no worker. Its record
+  // (kind admin, decision export, the filters) is committed before the first byte leaves, so
+  // the size is not in it.
+  call.recorded->store(true);
+  std::shared_ptr<Call> shared = call.shared_from_this();
+  const bool started = RunExport(state, [&state, shared, options = std::move(filters.options)] {
+    Call& export_call = *shared;
+    std::optional<Error> not_recorded;
+    net::Response response;
+    response.content_type = "application/jsonl";
+    response.stream = [&](const net::BodyWriter& write) -> Status {
+      bool recorded = false;
+      return state.log.Export(options, [&](std::string_view line) -> Status {
+        if (!recorded) {
+          auto committed =
+              Record(state, ActionRecord(export_call, audit::RecordKind::kAdmin, "export",
+                                         "audit export through the admin API: filters " +
+                                             audit::FiltersText(options)));
+          if (!committed) {
+            not_recorded = committed.error();
+            return MakeError(committed.error());
+          }
+          recorded = true;
+        }
+        if (!write(line)) {
+          return MakeError(ErrorCode::kUnavailable,
+                           "the client went away or stopped reading (request_timeout)");
+        }
+        return OkStatus();
+      });
+    };
+    response.refuse_stream = [&](const Error& error) {
+      return not_recorded ? AuditUnavailable(error) : FilterError(error);
+    };
+    export_call.respond(std::move(response));
   });
-  if (too_large) {
+  if (!started) {
+    call.recorded->store(false);  // the refusal is recorded with the answer
     call.respond(net::JsonError(
-        413, "export_too_large",
-        "the export is larger than max_export_bytes (" + std::to_string(max_bytes) +
-            " bytes), which the admin API builds in memory: narrow the filters (from_seq/to_seq, "
-            "from_time/to_time, key, identity, digest) and export in parts, or export on the "
-            "appliance with `signet audit export --log DIR`",
-        "max_export_bytes"));
-    return;
+        503, "too_many_exports",
+        std::to_string(state.options.max_exports) +
+            " audit exports are streaming already (max_exports); retry when one has finished",
+        "max_exports"));
   }
-  if (gone) {
-    // Nobody reads it, but every call is answered (the server drops it for a closed connection).
-    call.respond(net::JsonError(503, "unavailable", "the client went away during the export"));
-    return;
-  }
-  if (!exported) {
-    call.respond(FilterError(exported.error()));
-    return;
-  }
-  const std::string detail = "audit export through the admin API: filters " +
-                             audit::FiltersText(filters.options) + ", " + std::to_string(records) +
-                             " records, " + std::to_string(body.size()) + " bytes";
-  auto recorded = Record(state, ActionRecord(call, audit::RecordKind::kAdmin, "export", detail));
-  if (!recorded) {
-    call.respond(AuditUnavailable(recorded.error()));
-    return;
-  }
-  net::Response response;
-  response.content_type = "application/jsonl";
-  response.body = std::move(body);
-  call.respond(std::move(response));
 }
 
 void Checkpoint(State& state, Call& call) {

@@ -238,6 +238,7 @@ void Generate(State& state, Call& call) {
             "\") but could not be recorded, so it is not used: " + recorded.error().message()));
     return;
   }
+  call.recorded->store(true);
   if (auto stored = state.store.PutKey(def); !stored) {
     call.respond(ErrorResponse(stored.error().WithContext("store the key definition")));
     return;
@@ -317,6 +318,7 @@ void SetEnabled(State& state, Call& call, const std::string& name, bool enabled)
     call.respond(AuditUnavailable(recorded.error()));
     return;
   }
+  call.recorded->store(true);
   if (auto stored = state.store.PutKey(def); !stored) {
     call.respond(ErrorResponse(stored.error().WithContext("store the key's state")));
     return;

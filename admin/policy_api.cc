@@ -239,6 +239,7 @@ void Put(State& state, Call& call) {
     }
     return;
   }
+  call.recorded->store(!applied->unchanged);  // an unchanged text is recorded as a request
   json body = VersionJson(applied->version);
   body["valid"] = true;
   body["unchanged"] = applied->unchanged;

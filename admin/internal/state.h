@@ -9,11 +9,13 @@
 #ifndef SIGNET_ADMIN_INTERNAL_STATE_H_
 #define SIGNET_ADMIN_INTERNAL_STATE_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -59,6 +61,12 @@ struct AdminService::State {
   bool stopping = false;                    // guarded by queue_mu
   std::vector<std::thread> workers;
 
+  // Audit exports streaming now, each on a detached thread of its own (RunExport); the destructor
+  // waits for them.
+  std::mutex exports_mu;
+  std::condition_variable exports_cv;
+  unsigned exports_running = 0;  // guarded by exports_mu
+
   State(AdminOptions o, StateStore& st, service::SignService& sv, audit::Log& l,
         std::map<std::string, hsm::Token*> t)
       : options(std::move(o)), store(st), service(sv), log(l), tokens(std::move(t)) {}
@@ -69,7 +77,7 @@ namespace internal {
 using State = AdminService::State;
 
 // One admin request on a worker.
-struct Call {
+struct Call : std::enable_shared_from_this<Call> {
   net::Request request;
   std::string path;  // the target without its query
   // The query's parameters, percent-decoded (a name given twice keeps the last value).
@@ -77,6 +85,10 @@ struct Call {
   std::set<policy::Role> roles;  // the peer's roles under the current policy
   std::string who;               // policy::PrincipalName of the peer: "user:alice", "uid:1000"
   net::Responder respond;
+  // Set by a handler that recorded what it did (a change, an export). Every other answer is
+  // recorded by `respond` itself before it leaves (kind admin, decision read, request or error),
+  // except /metrics and /v1/health.
+  std::shared_ptr<std::atomic<bool>> recorded = std::make_shared<std::atomic<bool>>(false);
 
   bool Has(policy::Role role) const { return roles.contains(role); }
 };
@@ -95,6 +107,17 @@ net::Response ErrorResponse(const Error& error);
 // A record of an admin action by `call`'s peer (requester, request id, pid).
 audit::Record ActionRecord(const Call& call, audit::RecordKind kind, std::string decision,
                            std::string detail);
+audit::Record PeerRecord(const net::Peer& peer, std::string request_id, audit::RecordKind kind,
+                         std::string decision, std::string detail);
+// Records the answer `response` to a request no handler recorded (Call::recorded), before it
+// leaves: kind admin, decision "read" (a GET), "request" or "error", with method, target and
+// status in `detail`. A refusal for a missing role is decision "deny", submitted without waiting.
+// When the record cannot be committed, a successful answer becomes 503 audit_unavailable.
+void RecordAnswer(State& state, const net::Peer& peer, const std::string& request_id,
+                  const std::string& method, const std::string& target, net::Response& response);
+// Runs `task` on a detached thread of its own, counted in State::exports_running; false (and
+// `task` not run) when options.max_exports are running already.
+[[nodiscard]] bool RunExport(State& state, std::function<void()> task);
 // Appends `record` and waits for the commit (workers may block). Errors: those of Log::Append.
 [[nodiscard]] Result<audit::SeqRange> Record(State& state, audit::Record record);
 

@@ -58,9 +58,9 @@ under any algorithm.
 With --log DIR the log is opened read-only and can be exported while signetd is running. LMDB
 still needs read access to DIR/data.mdb and write access to DIR/lock.mdb: run this as the user
 signetd runs as, or as root. With --socket ADMIN_SOCK signetd makes the export (GET
-/v1/audit/export on its admin socket; the auditor role in its policy is needed) and records that
-it did; it builds the export in memory and refuses one past its max_export_bytes: narrow the
-selection, or export with --log on the appliance.
+/v1/audit/export on its admin socket; the auditor role in its policy is needed), records that it
+did before the first byte leaves, and streams it: an export of any size is fine, and one cut short
+(signetd stopped, the connection lost) fails here without replacing FILE.
 
 With -o FILE the export goes to a temporary file next to FILE, is fsync'd and renamed over FILE: an
 export that fails leaves FILE as it was. A summary line goes to stderr unless --quiet.
@@ -620,27 +620,52 @@ Status AuditExportCommand::FetchExport(const audit::ExportOptions& options, Tall
   endpoint.socket = socket_;
   SIGNET_ASSIGN_OR_RETURN(auto client, DaemonClient::Connect(endpoint));
   const std::string query = AuditFilterQuery(options);
-  SIGNET_ASSIGN_OR_RETURN(HttpAnswer answer,
-                          client->Get("/v1/audit/export" + (query.empty() ? "" : "?" + query)));
-  if (answer.status != 200) {
-    return MakeError(ErrorCode::kUnavailable, DescribeRefusal(answer));
+  // The export streams: each whole line goes to the writer as it arrives.
+  const std::size_t max_line_bytes = audit::VerifyOptions{}.max_line_bytes;
+  std::string partial;
+  std::string last_line;
+  const auto sink = [&](std::string_view piece) -> bool {
+    while (!piece.empty()) {
+      const std::size_t nl = piece.find('\n');
+      if (nl == std::string_view::npos) {
+        partial.append(piece);
+        if (partial.size() > max_line_bytes) {
+          write_error =
+              Error(ErrorCode::kInvalidArgument,
+                    fmt::format("signetd's export has a line longer than {} bytes (the verifier's "
+                                "limit): not an export",
+                                max_line_bytes));
+          return false;
+        }
+        return true;
+      }
+      partial.append(piece.substr(0, nl + 1));
+      piece.remove_prefix(nl + 1);
+      tally.See(partial);
+      if (Status written = writer.Write(partial); !written) {
+        write_error = written.error();
+        return false;
+      }
+      last_line = std::move(partial);
+      partial.clear();
+    }
+    return true;
+  };
+  auto answer = client->GetStreamed("/v1/audit/export" + (query.empty() ? "" : "?" + query), sink);
+  if (write_error) {
+    return MakeError(*write_error);
   }
-  // The body is the export; it must end with its trailer line, or it was cut short.
-  std::string_view body = answer.body;
-  if (!body.ends_with("\n") || body.rfind(R"({"records":)") == std::string_view::npos) {
+  if (!answer) {
+    return MakeError(answer.error());
+  }
+  if (answer->status != 200) {
+    return MakeError(ErrorCode::kUnavailable, DescribeRefusal(*answer));
+  }
+  // It must end with its end line, or it was cut short.
+  if (!partial.empty() || !last_line.starts_with(R"({"records":)")) {
     return MakeError(
         ErrorCode::kUnavailable,
         fmt::format("signetd's export from {} is truncated (no end line)", DisplayName(socket_)));
-  }
-  while (!body.empty()) {
-    const std::size_t end = body.find('\n') + 1;
-    const std::string_view line = body.substr(0, end);
-    body.remove_prefix(end);
-    tally.See(line);
-    if (Status written = writer.Write(line); !written) {
-      write_error = written.error();
-      return written;
-    }
   }
   return OkStatus();
 }

@@ -186,6 +186,78 @@ Result<std::unique_ptr<DaemonClient>> DaemonClient::Connect(const Endpoint& endp
 
 Result<HttpAnswer> DaemonClient::Get(const std::string& target) { return Send(target, nullptr); }
 
+namespace {
+
+struct StreamTarget {
+  const std::function<bool(std::string_view)>* sink;
+  CURL* easy;
+  std::string* error_body;  // a status other than 200: its body, collected
+  bool stopped = false;     // the sink said stop
+};
+
+std::size_t StreamBody(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* target = static_cast<StreamTarget*>(user);
+  const std::size_t n = size * count;
+  long status = 0;
+  curl_easy_getinfo(target->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status != 200) {
+    if (target->error_body->size() < (std::size_t{1} << 20)) {  // an error body is small
+      target->error_body->append(data, n);
+    }
+    return n;
+  }
+  if (!(*target->sink)(std::string_view(data, n))) {
+    target->stopped = true;
+    return 0;  // curl ends the transfer with CURLE_WRITE_ERROR
+  }
+  return n;
+}
+
+}  // namespace
+
+Result<HttpAnswer> DaemonClient::GetStreamed(
+    const std::string& target, const std::function<bool(std::string_view piece)>& sink) {
+  CURL* h = handle_->easy.get();
+  const std::string url =
+      (handle_->endpoint.url.empty() ? std::string("http://localhost") : handle_->endpoint.url) +
+      target;
+  HttpAnswer answer;
+  StreamTarget stream{.sink = &sink, .easy = h, .error_body = &answer.body};
+  handle_->error[0] = '\0';
+  // Restored afterwards: the handle's other requests keep their overall timeout.
+  const bool ok = curl_easy_setopt(h, CURLOPT_URL, url.c_str()) == CURLE_OK &&
+                  curl_easy_setopt(h, CURLOPT_HTTPGET, 1L) == CURLE_OK &&
+                  curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr) == CURLE_OK &&
+                  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &StreamBody) == CURLE_OK &&
+                  curl_easy_setopt(h, CURLOPT_WRITEDATA, &stream) == CURLE_OK &&
+                  curl_easy_setopt(h, CURLOPT_TIMEOUT, 0L) == CURLE_OK &&
+                  curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L) == CURLE_OK &&
+                  curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 300L) == CURLE_OK;
+  const CURLcode rc = ok ? curl_easy_perform(h) : CURLE_FAILED_INIT;
+  const bool restored = curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody) == CURLE_OK &&
+                        curl_easy_setopt(h, CURLOPT_TIMEOUT, 600L) == CURLE_OK &&
+                        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 0L) == CURLE_OK &&
+                        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 0L) == CURLE_OK;
+  if (!ok || !restored) {
+    return MakeError(ErrorCode::kInternal, "curl_easy_setopt failed");
+  }
+  if (stream.stopped) {
+    return MakeError(ErrorCode::kIo, "the transfer was stopped");
+  }
+  if (rc != CURLE_OK) {
+    const std::string detail = handle_->error[0] != '\0' ? handle_->error : curl_easy_strerror(rc);
+    return MakeError(ErrorCode::kUnavailable,
+                     rc == CURLE_PARTIAL_FILE
+                         ? fmt::format("the answer from signetd at {} was cut short: {}",
+                                       handle_->Name(), detail)
+                         : fmt::format("talking to signetd at {}: {}", handle_->Name(), detail));
+  }
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  answer.status = static_cast<int>(status);
+  return answer;
+}
+
 Result<HttpAnswer> DaemonClient::Post(const std::string& target, const std::string& json_body) {
   return Send(target, &json_body);
 }

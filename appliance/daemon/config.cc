@@ -492,6 +492,9 @@ Result<Config> ParseConfig(std::string_view toml_text, const std::filesystem::pa
     std::uint64_t workers = config.admin.workers;
     SIGNET_RETURN_IF_ERROR(r.Uint("workers", workers, 1, 16));
     config.admin.workers = static_cast<unsigned>(workers);
+    std::uint64_t max_exports = config.admin.max_exports;
+    SIGNET_RETURN_IF_ERROR(r.Uint("max_exports", max_exports, 1, 16));
+    config.admin.max_exports = static_cast<unsigned>(max_exports);
     SIGNET_RETURN_IF_ERROR(r.Finish());
   }
   if (config.admin.socket.empty()) {

@@ -275,9 +275,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const Config& config,
   for (const auto& [name, token] : s.tokens) {
     token_map.emplace(name, token.get());
   }
-  auto admin_service = admin::AdminService::Create(
-      admin::AdminOptions{.host_id = config.host_id, .workers = config.admin.workers}, *s.store,
-      *s.service, *s.audit_log, std::move(token_map));
+  auto admin_service =
+      admin::AdminService::Create(admin::AdminOptions{.host_id = config.host_id,
+                                                      .workers = config.admin.workers,
+                                                      .max_exports = config.admin.max_exports},
+                                  *s.store, *s.service, *s.audit_log, std::move(token_map));
   if (!admin_service) {
     return MakeError(std::move(admin_service).error().WithContext("admin service"));
   }

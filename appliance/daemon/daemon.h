@@ -100,6 +100,7 @@ struct AdminConfig {
   std::string group;
   std::filesystem::path store_dir;  // default: <state_dir>/state
   unsigned workers = 2;             // threads that run admin requests
+  unsigned max_exports = 2;         // audit exports streaming at once (each on its own thread)
 };
 
 struct Config {

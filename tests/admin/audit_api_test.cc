@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/admin/admin_fixture.h"
@@ -84,8 +86,14 @@ class AuditApiTest : public AdminFixture {
     std::vector<std::uint64_t> seqs;
     std::string from;
     int pages = 0;
+    // Each page is a read, and recorded: after Freeze(), the range ends where the log ended
+    // then, so those records stay out (unless the query bounds it itself).
+    const std::string bounded =
+        frozen_ && query.find("to_seq=") == std::string::npos
+            ? query + (query.empty() ? "" : "&") + "to_seq=" + std::to_string(*frozen_)
+            : query;
     for (; pages < 1000; ++pages) {
-      const HttpResult page = Admin("GET", "/v1/audit/records?" + query + from);
+      const HttpResult page = Admin("GET", "/v1/audit/records?" + bounded + from);
       EXPECT_EQ(page.status, 200) << page.body;
       const json body = Json(page);
       if (!body.is_object() || !body["records"].is_array()) {
@@ -110,9 +118,14 @@ class AuditApiTest : public AdminFixture {
     }
     return seqs;
   }
+  // The log's size now: AllSeqs and SeqsWhere see only the records before it from here on.
+  void Freeze() { frozen_ = Records().size(); }
   std::vector<std::uint64_t> SeqsWhere(const std::function<bool(const audit::Record&)>& keep) {
     std::vector<std::uint64_t> seqs;
     for (const audit::Record& record : Records()) {
+      if (frozen_ && record.seq >= *frozen_) {
+        break;
+      }
       if (keep(record)) {
         seqs.push_back(record.seq);
       }
@@ -124,10 +137,13 @@ class AuditApiTest : public AdminFixture {
     *exit_code = result.exit_code;
     return result.out;
   }
+
+  std::optional<std::uint64_t> frozen_;
 };
 
 TEST_F(AuditApiTest, RecordsArePagedInSeqOrder) {
   SignSome(0, 7);
+  Freeze();
   const auto all = SeqsWhere([](const audit::Record&) { return true; });
   ASSERT_GE(all.size(), 8u);  // the policy seed and seven sign records
   int pages = 0;
@@ -144,6 +160,7 @@ TEST_F(AuditApiTest, RecordsArePagedInSeqOrder) {
 
 TEST_F(AuditApiTest, EachFilterSelects) {
   SignSome(0, 6);
+  Freeze();
   EXPECT_EQ(AllSeqs("digest=" + Sha256Hex(Content(4))),
             SeqsWhere([](const audit::Record& r) { return r.artifact_name == "dist/a4"; }));
   EXPECT_EQ(AllSeqs("digest=" + Sha256Hex(Content(4))).size(), 1u);
@@ -290,12 +307,22 @@ TEST_F(AuditApiTest, CheckpointAndConsistencyVerify) {
   EXPECT_NE(Json(missing)["message"].get<std::string>().find("to:"), std::string::npos);
 }
 
-TEST_F(AuditApiTest, ExportLargerThanTheLimitIsRefused) {
-  SignSome(0, 6);
+TEST_F(AuditApiTest, AStalledExportHoldsNoWorkerAndOneTooManyIsRefused) {
+  // About 4 MB of export: more than the server's window and the socket's buffers together.
+  for (int batch = 0; batch < 8; ++batch) {
+    std::vector<audit::Record> records(1000);
+    for (audit::Record& record : records) {
+      record.kind = audit::RecordKind::kAdmin;
+      record.decision = "filler";
+      record.detail = std::string(400, 'x');
+    }
+    ASSERT_TRUE(log().Append(std::move(records), Deadline::In(std::chrono::seconds(30))));
+  }
   CheckpointNow();
-  // A second AdminService on the same parts with a tiny export limit, on its own socket.
+  // A second AdminService on the same parts: one worker, one export at a time, its own socket.
   AdminOptions options{.host_id = "test-host"};
-  options.max_export_bytes = 4096;
+  options.workers = 1;
+  options.max_exports = 1;
   auto small = AdminService::Create(options, store(), service(), log(), {});
   ASSERT_TRUE(small) << small.error();
   const auto socket = dir() / "small.sock";
@@ -303,23 +330,92 @@ TEST_F(AuditApiTest, ExportLargerThanTheLimitIsRefused) {
   server_options.unix_listeners.push_back(net::UnixListenerOptions{.path = socket});
   auto server = net::Server::Start(std::move(server_options), (*small)->handler());
   ASSERT_TRUE(server) << server.error();
-  const std::size_t before = Records().size();
+  const std::string curl = "--max-time 10 --unix-socket " + ShellQuote(socket.string()) + " ";
+  const auto exports = [&] {
+    return SeqsWhere([](const audit::Record& r) { return r.decision == "export"; }).size();
+  };
 
-  const HttpResult refused = net::testing::Curl("--unix-socket " + ShellQuote(socket.string()) +
-                                                " http://localhost/v1/audit/export");
-  EXPECT_EQ(refused.status, 413) << refused.body;
+  // An auditor's export that nobody reads: it is recorded before its first byte, then waits.
+  UniqueFd stalled = net::testing::ConnectUnix(socket);
+  ASSERT_TRUE(stalled);
+  ASSERT_TRUE(
+      net::testing::SendAll(stalled.get(), "GET /v1/audit/export HTTP/1.1\r\nHost: x\r\n\r\n"));
+  for (int i = 0; i < 500 && exports() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(exports(), 1u);
+
+  // The one worker still answers; a second export is refused, naming the limit.
+  const HttpResult policy = net::testing::Curl(curl + "http://localhost/v1/policy");
+  EXPECT_EQ(policy.status, 200) << policy.body;
+  const HttpResult refused = net::testing::Curl(curl + "http://localhost/v1/audit/export");
+  EXPECT_EQ(refused.status, 503) << refused.body;
   const json body = json::parse(refused.body, nullptr, false);
-  EXPECT_EQ(body["code"], "export_too_large");
-  EXPECT_EQ(body["limit"], "max_export_bytes");
-  EXPECT_NE(body["message"].get<std::string>().find("narrow the filters"), std::string::npos);
-  EXPECT_EQ(Records().size(), before);  // nothing exported, nothing recorded
+  EXPECT_EQ(body["code"], "too_many_exports");
+  EXPECT_EQ(body["limit"], "max_exports");
+  EXPECT_EQ(exports(), 1u);
 
-  const HttpResult narrow = net::testing::Curl(
-      "--unix-socket " + ShellQuote(socket.string()) +
-      " 'http://localhost/v1/audit/export?digest=" + Sha256Hex(Content(1)) + "'");
-  EXPECT_EQ(narrow.status, 200) << narrow.body;
-  EXPECT_EQ(Records().size(), before + 1);
+  // The stalled reader goes away; the next export streams whole and verifies.
+  stalled.Reset();
+  HttpResult whole;
+  for (int i = 0; i < 100; ++i) {
+    whole = net::testing::Curl(curl + "http://localhost/v1/audit/export");
+    if (whole.status != 503) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(whole.status, 200) << whole.body.substr(0, 300);
+  EXPECT_NE(whole.headers.find("Transfer-Encoding: chunked"), std::string::npos) << whole.headers;
+  EXPECT_GT(whole.body.size(), 4'000'000u);
+  std::istringstream in(whole.body);
+  auto summary = audit::VerifyExport(in, Verifier());
+  ASSERT_TRUE(summary) << summary.error();
+  EXPECT_TRUE(summary->full);
+  EXPECT_EQ(exports(), 2u);
   (*server)->Stop(Deadline::In(std::chrono::seconds(5)));
+}
+
+TEST_F(AuditApiTest, AnExportThatCannotBeRecordedSendsNothing) {
+  SignSome(0, 2);
+  CheckpointNow();
+  ASSERT_TRUE(log().Close());
+  const HttpResult refused = Admin("GET", "/v1/audit/export");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(Json(refused)["code"], "audit_unavailable");
+  EXPECT_EQ(refused.body.find("\"type\":\"header\""), std::string::npos);
+}
+
+TEST_F(AuditApiTest, ReadsAreRecordedBeforeTheyAreAnswered) {
+  const std::size_t before = Records().size();
+  ASSERT_EQ(Admin("GET", "/v1/policy").status, 200);
+  auto records = Records();
+  ASSERT_EQ(records.size(), before + 1);
+  EXPECT_EQ(records.back().kind, audit::RecordKind::kAdmin);
+  EXPECT_EQ(records.back().decision, "read");
+  EXPECT_EQ(records.back().detail, "GET /v1/policy answered 200");
+  EXPECT_EQ(records.back().requester.uid, ::getuid());
+
+  // Monitoring is not recorded (a scrape every few seconds would fill the log).
+  ASSERT_EQ(Admin("GET", "/metrics").status, 200);
+  ASSERT_EQ(Admin("GET", "/v1/health").status, 200);
+  EXPECT_EQ(Records().size(), before + 1);
+
+  // An error is recorded with its code and message.
+  ASSERT_EQ(Admin("GET", "/v1/audit/records?limit=0").status, 400);
+  records = Records();
+  ASSERT_EQ(records.size(), before + 2);
+  EXPECT_EQ(records.back().decision, "error");
+  EXPECT_NE(records.back().detail.find("GET /v1/audit/records?limit=0 answered 400 "
+                                       "invalid_argument: limit"),
+            std::string::npos)
+      << records.back().detail;
+
+  // No record, no answer: with the log closed, a read is refused.
+  ASSERT_TRUE(log().Close());
+  const HttpResult refused = Admin("GET", "/v1/keys");
+  EXPECT_EQ(refused.status, 503) << refused.body;
+  EXPECT_EQ(Json(refused)["code"], "audit_unavailable");
 }
 
 TEST_F(AuditApiTest, SignetAuditFindNamesWhoSignedAFile) {

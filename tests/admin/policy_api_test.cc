@@ -190,7 +190,12 @@ TEST_F(AuditorOnlyTest, EachEndpointChecksItsRole) {
   std::vector<audit::Record> refusals;
   for (int i = 0; i < 100 && refusals.size() < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    refusals = OfKind(Records(), audit::RecordKind::kAdmin);
+    refusals.clear();
+    for (audit::Record& record : OfKind(Records(), audit::RecordKind::kAdmin)) {
+      if (record.decision == "deny") {  // the reads it was allowed are recorded as "read"
+        refusals.push_back(std::move(record));
+      }
+    }
   }
   ASSERT_EQ(refusals.size(), 2u);
   EXPECT_EQ(refusals[0].decision, "deny");

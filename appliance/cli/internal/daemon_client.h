@@ -4,9 +4,11 @@
 #define SIGNET_APPLIANCE_CLI_INTERNAL_DAEMON_CLIENT_H_
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "appliance/base/base.h"
 
@@ -62,6 +64,13 @@ class DaemonClient {
 
   // Errors: kUnavailable (no connection, TLS refused, timeout, broken answer), naming the endpoint.
   [[nodiscard]] Result<HttpAnswer> Get(const std::string& target);
+  // GET whose 200 body goes to `sink` piece by piece as it arrives (pieces split anywhere), for
+  // bodies too large to hold; the answer's body is then empty. Any other status's body is
+  // collected into the answer as Get collects it. No overall timeout: the transfer fails when
+  // nothing arrives for five minutes. Errors: Get's, including a body cut short (kUnavailable,
+  // "... cut short"); kIo when `sink` returned false (the caller knows why).
+  [[nodiscard]] Result<HttpAnswer> GetStreamed(
+      const std::string& target, const std::function<bool(std::string_view piece)>& sink);
   [[nodiscard]] Result<HttpAnswer> Post(const std::string& target, const std::string& json_body);
 
   struct Handle;
