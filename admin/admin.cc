@@ -446,11 +446,26 @@ void AdminService::Handle(net::Request request, net::Responder respond) {
         if (group != "metrics" && group != "health" && !recorded->load()) {
           internal::RecordAnswer(*state, peer, request_id, method, target, r);
         }
-        {
+        const auto count = [state, group](int status) {
           std::lock_guard count_lock(state->requests_mu);
-          ++state->requests[{group, r.status}];
+          ++state->requests[{group, status}];
+        };
+        if (!r.stream) {
+          count(r.status);
+          respond(std::move(r));
+          return;
         }
-        respond(std::move(r));
+        // A streamed answer is counted once it has ended: its refusal, if it gave one, counts.
+        int status = r.status;
+        if (r.refuse_stream) {
+          r.refuse_stream = [&status, refuse = std::move(r.refuse_stream)](const Error& error) {
+            net::Response refusal = refuse(error);
+            status = refusal.status;
+            return refusal;
+          };
+        }
+        respond(std::move(r));  // returns when the body has been produced
+        count(status);
       };
       call->roles = internal::RolesOf(*policy, principal);
       call->who = policy::PrincipalName(principal);
