@@ -201,7 +201,7 @@ void Records(State& state, Call& call) {
 
 void Export(State& state, Call& call) {
   if (auto bad = CheckParameters(call, {"from_seq", "to_seq", "from_time", "to_time", "key",
-                                        "identity", "digest", "consistency_from"})) {
+                                        "identity", "digest", "consistency_from", "proofs"})) {
     call.respond(std::move(*bad));
     return;
   }
@@ -236,6 +236,15 @@ void Export(State& state, Call& call) {
     }
   }
 
+  if (auto it = call.query.find("proofs"); it != call.query.end()) {
+    if (it->second != "true" && it->second != "false") {
+      call.respond(BadParameter("proofs", "'" + it->second.substr(0, 32) +
+                                              "' is not true or false (a full export carries "
+                                              "inclusion proofs unless proofs=false)"));
+      return;
+    }
+    filters.options.full_proofs = it->second == "true";
+  }
   // The export streams from a thread of its own, so a slow reader holds no worker. Its record
   // (kind admin, decision export, the filters) is committed before the first byte leaves, so
   // the size is not in it.

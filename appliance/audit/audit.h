@@ -267,6 +267,10 @@ struct ExportOptions {
   // Sizes of earlier checkpoints to carry consistency proofs from (to check an older export
   // against this one).
   std::vector<std::uint64_t> consistency_from;
+  // A full export carries each record's inclusion proof too, so that a verifier names the first
+  // changed record instead of only finding the root wrong at the end. False leaves them out (an
+  // export of about half the size). Filtered exports always carry them.
+  bool full_proofs = true;
 };
 
 // The filters `options` sets, as compact JSON ({"from_seq":5,"key":"release"}): what an export's

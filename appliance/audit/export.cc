@@ -192,7 +192,7 @@ Result<std::vector<std::string>> ReadPage(const Store& store, const Plan& plan,
     // Built by hand in canonical key order (index < proof < record < type) to spare a json
     // object per record; the verifier re-dumps each line and would catch a difference.
     std::string line = "{\"index\":" + std::to_string(seq);
-    if (!plan.full) {
+    if (!plan.full || options.full_proofs) {
       SIGNET_ASSIGN_OR_RETURN(auto proof,
                               pipeline::InclusionProof(seq, plan.checkpoint.size, nodes));
       line += ",\"proof\":" + Dump(ProofJson(proof));

@@ -206,6 +206,7 @@ class Verifier {
   bool ended_ = false;
   ExportOptions filters_;
   pipeline::MerkleBuilder builder_;  // full exports
+  std::optional<bool> full_proofs_;  // full exports: whether the record lines carry proofs
   std::int64_t last_time_us_ = INT64_MIN;
   ExportSummary summary_;
 };
@@ -335,10 +336,16 @@ Status Verifier::RecordLine(std::uint64_t line_no, const json& line) {
   if (auto keys = CheckKeys(line, {"index", "proof", "record", "type"}); !keys) {
     return fail(ErrorCode::kInvalidArgument, keys.error().message());
   }
-  if (has_proof == summary_.full) {
+  if (!has_proof && !summary_.full) {
+    return fail(ErrorCode::kInvalidArgument, "no inclusion proof (\"proof\")");
+  }
+  // A full export carries a proof on every record line or on none.
+  if (!full_proofs_) {
+    full_proofs_ = has_proof;
+  } else if (*full_proofs_ != has_proof) {
     return fail(ErrorCode::kInvalidArgument,
-                summary_.full ? "a full export carries no inclusion proofs, but this line does"
-                              : "no inclusion proof (\"proof\")");
+                has_proof ? "carries an inclusion proof, but the lines before it do not"
+                          : "no inclusion proof (\"proof\"), but the lines before it carry one");
   }
   auto bytes = StringField(line, "record");
   if (!bytes) {
@@ -378,7 +385,8 @@ Status Verifier::RecordLine(std::uint64_t line_no, const json& line) {
     if (roots_at_.contains(builder_.size())) {
       summary_.prefix_roots[builder_.size()] = builder_.Root();
     }
-  } else {
+  }
+  if (has_proof) {
     auto proof = HashesField(line, "proof");
     if (!proof) {
       return fail(ErrorCode::kInvalidArgument, proof.error().message());
@@ -466,7 +474,10 @@ Status Verifier::End(std::uint64_t line_no, const json& line) {
     if (builder_.Root() != summary_.checkpoint.root) {
       return fail(ErrorCode::kCrypto,
                   "the root recomputed from " + Str(records) +
-                      " records does not match the checkpoint root: a record was changed");
+                      " records does not match the checkpoint root: a record was changed" +
+                      (full_proofs_.value_or(false)
+                           ? std::string()
+                           : " (an export with inclusion proofs, the default, names it)"));
     }
   } else if (SeqRangeOnly()) {
     const std::uint64_t first = std::min(filters_.from_seq, size);

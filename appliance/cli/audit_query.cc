@@ -54,6 +54,9 @@ std::string AuditFilterQuery(const audit::ExportOptions& options) {
   if (!options.digest.empty()) {
     add("digest", options.digest);
   }
+  if (!options.full_proofs) {
+    add("proofs", "false");
+  }
   if (!options.consistency_from.empty()) {
     std::string sizes;
     for (const std::uint64_t size : options.consistency_from) {

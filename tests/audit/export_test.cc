@@ -138,7 +138,9 @@ TEST_F(ExportTest, FullExportVerifies) {
   EXPECT_EQ(header["filters"], json::object());
   EXPECT_EQ(header["checkpoint"], log_->LatestCheckpoint());
   EXPECT_EQ(lines->back(), R"({"records":20,"type":"end"})");
-  EXPECT_FALSE(json::parse((*lines)[1]).contains("proof"));  // the root is recomputed instead
+  // Each record carries its inclusion proof (so a changed one is named), and the root is
+  // recomputed as well.
+  EXPECT_TRUE(json::parse((*lines)[1]).contains("proof"));
   EXPECT_EQ(json::parse((*lines)[5])["record"], SerializeRecord(*log_->Get(4)).value());
 
   std::istringstream in(Join(*lines));
@@ -147,6 +149,19 @@ TEST_F(ExportTest, FullExportVerifies) {
   EXPECT_TRUE(summary->full);
   EXPECT_EQ(summary->records, 20u);
   EXPECT_EQ(summary->checkpoint.size, 20u);
+
+  // Without proofs: smaller, and it verifies by the root alone.
+  ExportOptions no_proofs;
+  no_proofs.full_proofs = false;
+  auto small = ExportLines(*log_, no_proofs);
+  ASSERT_TRUE(small.has_value()) << small.error();
+  EXPECT_FALSE(json::parse((*small)[1]).contains("proof"));
+  EXPECT_EQ(json::parse(small->front())["filters"], json::object());
+  EXPECT_LT(Join(*small).size(), Join(*lines).size());
+  std::istringstream small_in(Join(*small));
+  auto small_summary = VerifyExport(small_in, Key().verifier());
+  ASSERT_TRUE(small_summary.has_value()) << small_summary.error();
+  EXPECT_EQ(small_summary->records, 20u);
 }
 
 TEST_F(ExportTest, SeqRangeSelectsItsRecordsWithProofs) {

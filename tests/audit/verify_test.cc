@@ -109,6 +109,11 @@ json Hashes(const std::vector<MerkleHash>& hashes) {
 // What an export holds; `seqs` empty with `full` means every record.
 struct Spec {
   Spec() = default;
+  static Spec FullWithProofs() {
+    Spec spec;
+    spec.full_proofs = true;
+    return spec;
+  }
   Spec(bool is_full, std::vector<std::uint64_t> record_seqs, json record_filters,
        std::vector<std::uint64_t> from = {})
       : full(is_full),
@@ -120,6 +125,7 @@ struct Spec {
   std::vector<std::uint64_t> seqs;
   json filters = json::object();
   std::vector<std::uint64_t> consistency_from;
+  bool full_proofs = false;  // a full export's record lines carry proofs too
 };
 
 std::vector<std::string> ExportLines(const TestLog& log, const std::string& note, Spec spec) {
@@ -143,7 +149,7 @@ std::vector<std::string> ExportLines(const TestLog& log, const std::string& note
   }
   for (std::uint64_t seq : spec.seqs) {
     json line{{"type", "record"}, {"index", seq}, {"record", log.records[seq]}};
-    if (!spec.full) {
+    if (!spec.full || spec.full_proofs) {
       line["proof"] = Hashes(*log.tree->InclusionProof(seq));
     }
     lines.push_back(line.dump());
@@ -243,7 +249,27 @@ TEST_F(VerifyTest, ChangedRecordIsCaught) {
               "line 3 (seq 3): inclusion proof does not lead to the checkpoint root: the record "
               "was changed, or the proof");
   ExpectError(flip(Full(), 4), ErrorCode::kCrypto,
-              "line 9: the root recomputed from 7 records does not match the checkpoint root");
+              "line 9: the root recomputed from 7 records does not match the checkpoint root: a "
+              "record was changed (an export with inclusion proofs, the default, names it)");
+  // A full export with proofs (what Log::Export writes by default) names the changed record.
+  const auto full_with_proofs = ExportLines(log_, note_, Spec::FullWithProofs());
+  ASSERT_TRUE(Verify(Join(full_with_proofs), key()).has_value());
+  ExpectError(flip(full_with_proofs, 4), ErrorCode::kCrypto,
+              "line 5 (seq 3): inclusion proof does not lead to the checkpoint root: the record "
+              "was changed, or the proof");
+}
+
+TEST_F(VerifyTest, AFullExportHasProofsOnEveryRecordLineOrOnNone) {
+  auto lines = ExportLines(log_, note_, Spec::FullWithProofs());
+  json third = json::parse(lines[3]);
+  third.erase("proof");
+  lines[3] = third.dump();
+  ExpectError(lines, ErrorCode::kInvalidArgument,
+              "line 4 (seq 2): no inclusion proof (\"proof\"), but the lines before it carry one");
+  lines = Full();
+  lines[2] = ExportLines(log_, note_, Spec::FullWithProofs())[2];
+  ExpectError(lines, ErrorCode::kInvalidArgument,
+              "line 3 (seq 1): carries an inclusion proof, but the lines before it do not");
 }
 
 TEST_F(VerifyTest, DeletedRecordLineIsCaught) {

@@ -179,19 +179,37 @@ TEST_F(AuditAdminTest, TenThousandSignaturesExportVerifyTamperAndFind) {
   const auto seq = target.record["seq"].get<std::uint64_t>();
   ASSERT_EQ(target.line_no, seq + 2);  // the header is line 1, seq 0 line 2
 
-  // The same record changed by one byte: a full export has no proofs, so the verifier finds the
-  // change as a root that does not match, on the end line (it cannot tell which record).
+  // The same record changed by one byte: the full export carries each record's inclusion proof
+  // (the default), so the verifier names the changed record by its line and seq.
   const auto tampered_full = logs_.path() / "tampered-full.jsonl";
   WriteFile(tampered_full, TamperArtifactSize(text, target.line_no));
   const CliRun refused_full = Verify(tampered_full);
   EXPECT_EQ(refused_full.exit_code, 1) << refused_full.out << refused_full.err;
-  EXPECT_NE(
-      refused_full.err.find(tampered_full.string() + ": line " + std::to_string(lines.size() + 2) +
-                            ": the root recomputed from " + std::to_string(lines.size()) +
-                            " records does not match the checkpoint root: a record was "
-                            "changed"),
-      std::string::npos)
+  EXPECT_NE(refused_full.err.find(tampered_full.string() + ": line " +
+                                  std::to_string(target.line_no) + " (seq " + std::to_string(seq) +
+                                  "): inclusion proof does not lead to the checkpoint root: the "
+                                  "record was changed"),
+            std::string::npos)
       << refused_full.err;
+
+  // Exported with --no-proofs (about half the size), the change is found only as a root that
+  // does not match, on the end line.
+  const auto lean = logs_.path() / "lean.jsonl";
+  const CliRun exported_lean = Signet(
+      {"audit", "export", "--socket", AdminSocket().string(), "--no-proofs", "-o", lean.string()});
+  ASSERT_EQ(exported_lean.exit_code, 0) << exported_lean.err;
+  const std::string lean_text = ReadFile(lean);
+  EXPECT_EQ(lean_text.find("\"proof\""), std::string::npos);
+  EXPECT_LT(lean_text.size(), text.size());
+  ASSERT_EQ(Verify(lean).exit_code, 0);
+  const auto tampered_lean = logs_.path() / "tampered-lean.jsonl";
+  WriteFile(tampered_lean, TamperArtifactSize(lean_text, target.line_no));
+  const CliRun refused_lean = Verify(tampered_lean);
+  EXPECT_EQ(refused_lean.exit_code, 1) << refused_lean.out << refused_lean.err;
+  EXPECT_NE(refused_lean.err.find("does not match the checkpoint root: a record was changed (an "
+                                  "export with inclusion proofs, the default, names it)"),
+            std::string::npos)
+      << refused_lean.err;
 
   // A sequence-range export carries an inclusion proof per record: the changed record is named by
   // its line and seq.
@@ -256,7 +274,7 @@ TEST_F(AuditAdminTest, TenThousandSignaturesExportVerifyTamperAndFind) {
   ASSERT_EQ(verified_log.exit_code, 0) << verified_log.out << verified_log.err;
   const std::vector<ExportLine> log_lines = RecordLines(ReadFile(via_log));
   ASSERT_GE(log_lines.size(), lines.size() + 2);
-  EXPECT_EQ(log_lines[middle].text, target.text);
+  EXPECT_EQ(log_lines[middle].record, target.record);  // (the proofs differ: a later checkpoint)
   std::size_t exports_recorded = 0;
   for (std::size_t i = lines.size(); i < log_lines.size(); ++i) {
     const json& record = log_lines[i].record;
@@ -264,7 +282,7 @@ TEST_F(AuditAdminTest, TenThousandSignaturesExportVerifyTamperAndFind) {
       ++exports_recorded;
     }
   }
-  EXPECT_EQ(exports_recorded, 2u);
+  EXPECT_EQ(exports_recorded, 3u);
 
   // A clean stop: the drain signs a final checkpoint and exits 0.
   ASSERT_EQ(::kill(daemon->pid(), SIGTERM), 0);
