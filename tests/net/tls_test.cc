@@ -4,8 +4,12 @@
 #include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "appliance/net/net.h"
 #include "tests/net/test_util.h"
@@ -58,7 +62,7 @@ class TlsServerTest : public ::testing::Test {
     return ShellQuote((dir_->path() / name).string());
   }
 
-  void StartServer() {
+  void StartServer(Handler handler = EchoHandler()) {
     ServerOptions options;
     TlsListenerOptions tls;
     tls.address = "127.0.0.1";
@@ -67,10 +71,9 @@ class TlsServerTest : public ::testing::Test {
     tls.key_file = dir_->path() / "server.key";
     tls.ca_file = dir_->path() / "ca.pem";
     options.tls_listeners.push_back(tls);
-    Handler echo = EchoHandler();
-    auto server = Server::Start(std::move(options), [this, echo](Request r, Responder respond) {
+    auto server = Server::Start(std::move(options), [this, handler](Request r, Responder respond) {
       ++handled_;
-      echo(std::move(r), std::move(respond));
+      handler(std::move(r), std::move(respond));
     });
     ASSERT_TRUE(server.has_value()) << server.error();
     server_ = std::move(*server);
@@ -188,6 +191,46 @@ TEST_F(TlsServerTest, PortInUseIsUnavailable) {
   ASSERT_FALSE(second.has_value());
   EXPECT_EQ(second.error().code(), ErrorCode::kUnavailable);
   EXPECT_NE(second.error().message().find("address in use"), std::string::npos) << second.error();
+}
+
+TEST_F(TlsServerTest, AStreamedBodyArrivesWholeOverTls) {
+  constexpr std::size_t kPieces = 128;  // 8 MiB: eight times the window
+  constexpr std::size_t kPiece = 64 * 1024;
+  std::mutex mu;
+  std::vector<std::thread> workers;
+  StartServer([&](Request, Responder respond) {
+    std::lock_guard lock(mu);
+    workers.emplace_back([respond = std::move(respond)] {
+      Response response;
+      response.content_type = "text/plain";
+      response.stream = [](const BodyWriter& write) -> Status {
+        for (std::size_t i = 0; i < kPieces; ++i) {
+          if (!write(std::string(kPiece, static_cast<char>('a' + i % 26)))) {
+            return MakeError(ErrorCode::kUnavailable, "the client went away");
+          }
+        }
+        return OkStatus();
+      };
+      respond(std::move(response));
+    });
+  });
+  const std::string out = (dir_->path() / "streamed").string();
+  auto run = RunCommand("curl -sS --max-time 30 --cacert " + File("ca.pem") + " --cert " +
+                        File("client.pem") + " --key " + File("client.key") + " -o " +
+                        ShellQuote(out) + " " + ShellQuote(Url()));
+  ASSERT_EQ(run.exit_code, 0);
+  std::ifstream in(out, std::ios::binary);
+  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(body.size(), kPieces * kPiece);
+  for (std::size_t i = 0; i < kPieces; ++i) {
+    ASSERT_EQ(body.substr(i * kPiece, kPiece), std::string(kPiece, static_cast<char>('a' + i % 26)))
+        << "piece " << i;
+  }
+  server_->Stop(Deadline::In(std::chrono::seconds(5)));
+  std::lock_guard lock(mu);
+  for (auto& worker : workers) {
+    worker.join();
+  }
 }
 
 }  // namespace
