@@ -33,6 +33,7 @@ using testing::SendAll;
 using testing::ShellQuote;
 using testing::StatusOf;
 using testing::TempDir;
+using testing::WaitFor;
 using json = nlohmann::json;
 
 constexpr std::string_view kGet = "GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -55,18 +56,6 @@ class UnixServerTest : public ::testing::Test {
   std::string CurlArgs(const std::string& target = "/echo") const {
     return "--unix-socket " + ShellQuote(SocketPath().string()) + " " +
            ShellQuote("http://localhost" + target);
-  }
-
-  // Waits until `predicate` holds (tests must not sleep for fixed times where they can poll).
-  static bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) {
-    Deadline deadline = Deadline::In(timeout);
-    while (!predicate()) {
-      if (deadline.Expired()) {
-        return false;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    return true;
   }
 
   TempDir dir_;

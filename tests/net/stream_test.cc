@@ -28,6 +28,7 @@ using testing::SendAll;
 using testing::ShellQuote;
 using testing::StatusOf;
 using testing::TempDir;
+using testing::WaitFor;
 using json = nlohmann::json;
 
 constexpr std::size_t kPiece = 64 * 1024;
@@ -100,17 +101,6 @@ class StreamServer {
   std::atomic<bool> refused_{false};
   std::atomic<bool> returned_{false};
 };
-
-bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) {
-  Deadline deadline = Deadline::In(timeout);
-  while (!predicate()) {
-    if (deadline.Expired()) {
-      return false;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
 
 class StreamTest : public ::testing::Test {
  protected:

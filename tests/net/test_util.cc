@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace signet::net::testing {
 
@@ -178,6 +179,17 @@ std::string PeerJson(const Peer& peer) {
   j["cert_fingerprint"] = peer.cert_fingerprint;
   j["address"] = peer.address;
   return j.dump();
+}
+
+bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout) {
+  const Deadline deadline = Deadline::In(timeout);
+  while (!predicate()) {
+    if (deadline.Expired()) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
 }
 
 Handler EchoHandler() {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -54,6 +55,10 @@ std::string ReadResponse(int fd, std::chrono::milliseconds timeout, bool one_res
 int StatusOf(const std::string& raw_response);
 // The body of a raw response (after the blank line).
 std::string BodyOf(const std::string& raw_response);
+
+// Polls `predicate` every 10 ms until it holds (true) or `timeout` passes (false): tests wait for
+// a condition rather than sleep a fixed time.
+bool WaitFor(const std::function<bool()>& predicate, std::chrono::milliseconds timeout);
 
 // EchoHandler answers 200 with
 // {"method","target","headers":{...},"body","request_id","peer":{...}}.
