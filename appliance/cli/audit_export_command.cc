@@ -174,6 +174,8 @@ class ExportWriter {
   // directory. Errors: kIo and the like, naming the file.
   [[nodiscard]] Status Finish();
 
+  // Whether -o named a regular FILE (written to a temporary file, then renamed over it).
+  bool replaces_file() const { return !path_.empty(); }
   // Whether FILE has been replaced (with -o).
   bool renamed() const { return !path_.empty() && temp_path_.empty(); }
   // What the summary line calls the destination.
@@ -603,14 +605,16 @@ int AuditExportCommand::Run(Console& console) {
     }
   }
   if (!exported) {
-    if (!write_error) {
-      console.Error(remote ? DisplayName(exported.error().message()) : Explain(exported.error()));
-    } else if (output_option_->count() > 0 && !writer->renamed()) {
-      console.Error(fmt::format("{} (nothing was written to {})", write_error->message(),
-                                DisplayName(output_)));
-    } else {
-      console.Error(write_error->message());
+    std::string message = write_error ? write_error->message()
+                          : remote    ? DisplayName(exported.error().message())
+                                      : Explain(exported.error());
+    if (writer->replaces_file() && !writer->renamed()) {
+      std::error_code ec;
+      const bool exists = std::filesystem::exists(output_, ec);
+      message += fmt::format(" ({} {})", DisplayName(output_),
+                             exists ? "is unchanged" : "was not created");
     }
+    console.Error(message);
     return kExitFailed;
   }
   if (!quiet_) {

@@ -504,6 +504,66 @@ TEST_F(AuditApiTest, SignetAuditExportThroughTheAdminSocket) {
   EXPECT_EQ(exit_code, 2);
 }
 
+// What `signet audit export --socket` does with an export that stops early: a stand-in for
+// signetd (python3 on a Unix socket) sends the first lines of a real export and then closes the
+// connection, without the final chunk ("cut") or with it but without the end line ("short").
+TEST_F(AuditApiTest, AnExportCutShortFailsAndLeavesTheFileAsItWas) {
+  SignSome(0, 3);
+  CheckpointNow();
+  const HttpResult real = Admin("GET", "/v1/audit/export");
+  ASSERT_EQ(real.status, 200) << real.body;
+  const std::size_t third_line = real.body.find('\n', real.body.find('\n') + 1);
+  ASSERT_NE(third_line, std::string::npos);
+  WriteFile(dir() / "partial.jsonl", real.body.substr(0, third_line + 1));
+  WriteFile(dir() / "fake.py", R"py(
+import socket, sys
+path, body_file, mode, ready = sys.argv[1:5]
+body = open(body_file, 'rb').read()
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+server.listen(1)
+open(ready, 'w').close()
+conn, _ = server.accept()
+request = b''
+while b'\r\n\r\n' not in request:
+    more = conn.recv(4096)
+    if not more:
+        break
+    request += more
+conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Type: application/jsonl\r\n'
+             b'Transfer-Encoding: chunked\r\n\r\n')
+conn.sendall(b'%x\r\n' % len(body) + body + b'\r\n')
+if mode == 'short':
+    conn.sendall(b'0\r\n\r\n')
+conn.close()
+)py");
+  const auto out_file = dir() / "export.jsonl";
+  for (const std::string mode : {"cut", "short"}) {
+    SCOPED_TRACE(mode);
+    const auto socket = dir() / (mode + ".sock");
+    const auto ready = dir() / (mode + ".ready");
+    RunCommand("timeout 30 python3 " + ShellQuote((dir() / "fake.py").string()) + " " +
+               ShellQuote(socket.string()) + " " + ShellQuote((dir() / "partial.jsonl").string()) +
+               " " + mode + " " + ShellQuote(ready.string()) + " >/dev/null 2>&1 &");
+    for (int i = 0; i < 1000 && !std::filesystem::exists(ready); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(std::filesystem::exists(ready)) << "the stand-in server did not start";
+    WriteFile(out_file, "the previous export\n");
+    int exit_code = -1;
+    const std::string out = Signet("audit export --socket " + ShellQuote(socket.string()) + " -o " +
+                                       ShellQuote(out_file.string()) + " 2>&1",
+                                   &exit_code);
+    EXPECT_EQ(exit_code, 1) << out;
+    EXPECT_NE(out.find(mode == "cut" ? "was cut short" : "is truncated (no end line)"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("export.jsonl is unchanged"), std::string::npos) << out;
+    std::ifstream in(out_file);
+    EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "the previous export\n");
+  }
+}
+
 // A peer without the auditor role.
 class AuditApiNoAuditorTest : public AdminFixture {
  protected:
