@@ -17,10 +17,13 @@ namespace signet::cli {
 Status WriteAtomically(const std::string& path, std::span<const std::uint8_t> bytes, mode_t mode,
                        bool replace) {
   static std::atomic<std::uint64_t> counter{0};
+  // Once per process, not a system call per file. (After a fork the child's names may repeat its
+  // parent's: O_EXCL refuses those, and the next counter value is tried.)
+  static const pid_t pid = ::getpid();
   std::string temp;
   UniqueFd fd;
   for (int attempt = 0; !fd; ++attempt) {
-    temp = fmt::format("{}.tmp.{}.{}", path, ::getpid(), counter.fetch_add(1));
+    temp = fmt::format("{}.tmp.{}.{}", path, pid, counter.fetch_add(1));
     fd = UniqueFd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
     if (!fd && (errno != EEXIST || attempt == 100)) {
       return MakeError(ErrnoError(errno, temp));

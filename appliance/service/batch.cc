@@ -8,7 +8,9 @@
 // OnGroupSigned (an HSM worker) turns each signature into a C2SP signed note (audit::SignNote
 // checks it against the key first), then, per request: its `batch` records (one per batch it has
 // leaves in) and one `sign` record per artifact go to the audit log, and its answer goes out from
-// the log's delivery thread once they are durable. No record, no receipt.
+// the log's delivery thread once they are durable. No record, no receipt. The answer carries
+// per-leaf inclusion proofs only for batches the request shares with others; a batch of its own
+// leaves alone is rebuilt and checked by its client (BATCH.md, "The sign answer").
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -175,31 +177,44 @@ void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c,
     batch_record.policy_rule = call->verdict.rule;
     records.push_back(std::move(batch_record));
     const std::size_t batch_index = batches_json->size();
+    // A batch made of this request's leaves alone needs no proofs in the answer: its client has
+    // every leaf, rebuilds the tree, checks the root against the note and derives each proof
+    // (BATCH.md, "The sign answer"). A batch shared with other requests (a gathering window), and
+    // a held request's answer (stored, and collected later by a client that may no longer have
+    // every file as it was), carry each leaf's proof.
+    const bool proofs =
+        !call->approvers.empty() || run.first != 0 || run.count != batch.tree.size();
     batches_json->push_back(json{{"batch_id", batch.id},
                                  {"tree_size", batch.tree.size()},
                                  {"note", batch.note},
+                                 {"inclusion_proofs", proofs},
                                  {"seq", nullptr}});
     leaves_per_batch->push_back(run.count);
     for (std::size_t leaf = run.first; leaf < run.first + run.count; ++leaf) {
       const SignItem& item = call->items[batch.sources[leaf].item];
-      auto proof = batch.tree.InclusionProof(leaf);
-      auto leaf_hash = batch.tree.Node(0, leaf);
-      if (!proof || !leaf_hash) {
-        FailHsm(call,
-                Error(ErrorCode::kInternal, "no inclusion proof for leaf " + std::to_string(leaf) +
-                                                " of batch " + batch.id));
-        return;
+      if (!proofs) {
+        items_json->push_back(json{
+            {"name", item.name}, {"batch", batch_index}, {"leaf_index", leaf}, {"seq", nullptr}});
+      } else {
+        auto proof = batch.tree.InclusionProof(leaf);
+        auto leaf_hash = batch.tree.Node(0, leaf);
+        if (!proof || !leaf_hash) {
+          FailHsm(call,
+                  Error(ErrorCode::kInternal, "no inclusion proof for leaf " +
+                                                  std::to_string(leaf) + " of batch " + batch.id));
+          return;
+        }
+        json proof_json = json::array();
+        for (const auto& hash : *proof) {
+          proof_json.push_back(Base64Encode(hash));
+        }
+        items_json->push_back(json{{"name", item.name},
+                                   {"batch", batch_index},
+                                   {"leaf_index", leaf},
+                                   {"leaf_hash", Base64Encode(*leaf_hash)},
+                                   {"inclusion_proof", std::move(proof_json)},
+                                   {"seq", nullptr}});
       }
-      json proof_json = json::array();
-      for (const auto& hash : *proof) {
-        proof_json.push_back(Base64Encode(hash));
-      }
-      items_json->push_back(json{{"name", item.name},
-                                 {"batch", batch_index},
-                                 {"leaf_index", leaf},
-                                 {"leaf_hash", Base64Encode(*leaf_hash)},
-                                 {"inclusion_proof", std::move(proof_json)},
-                                 {"seq", nullptr}});
       audit::Record r = BaseRecord(*call, audit::RecordKind::kSign);
       r.artifact_name = item.name;
       r.artifact_size = item.size;

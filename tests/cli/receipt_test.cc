@@ -19,6 +19,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "appliance/audit/audit.h"
@@ -475,6 +476,59 @@ TEST_F(ReceiptTest, RecursiveSkipsReceiptsFoundInDirectories) {
   result = Verify("batch.pub.pem", {"rel/a", "rel/b"});
   EXPECT_EQ(result.exit_code, 0) << result;
   result = PythonVerify("batch.pub.pem", {"rel/a", "rel/b"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+}
+
+// A batch answered without proofs is rebuilt by the client from its own leaves: an answer that
+// puts them elsewhere in the tree (here: two leaf indices swapped, which the note's signature
+// cannot catch) makes a tree whose root is not the signed one, and one that names a leaf twice
+// does not describe the batch; either way nothing is written.
+TEST_F(ReceiptTest, AnswerThatMovesOrRepeatsLeavesWritesNoReceipt) {
+  for (const bool repeat : {false, true}) {
+    SCOPED_TRACE(repeat ? "a leaf index named twice" : "two leaf indices swapped");
+    const std::string tampered_socket =
+        (server_dir_.path() / (repeat ? "repeated.sock" : "swapped.sock")).string();
+    net::ServerOptions options;
+    options.unix_listeners.push_back(net::UnixListenerOptions{.path = tampered_socket});
+    net::Handler inner = service_->handler();
+    auto server = net::Server::Start(
+        std::move(options), [inner, repeat](net::Request request, net::Responder respond) {
+          inner(std::move(request), [respond, repeat](net::Response response) {
+            json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+            if (response.status == 200 && body.is_object() && body.contains("batches")) {
+              json& items = body["items"];
+              if (repeat) {
+                items[1]["leaf_index"] = items[0]["leaf_index"];
+              } else {
+                std::swap(items[0]["leaf_index"], items[1]["leaf_index"]);
+              }
+              response.body = body.dump();
+            }
+            respond(std::move(response));
+          });
+        });
+    ASSERT_TRUE(server) << server.error();
+    const std::string a = Make("a.txt", "artifact a");
+    const std::string b = Make("b.txt", "artifact b");
+    const std::string c = Make("c.txt", "artifact c");
+    const std::string saved = std::exchange(socket_, tampered_socket);
+    ProcessResult result = Sign({a, b, c});
+    socket_ = saved;
+    (*server)->Stop(Deadline::In(std::chrono::seconds(5)));
+    EXPECT_EQ(result.exit_code, 1) << result;
+    EXPECT_THAT(result.err, HasSubstr("3 failed")) << result;
+    EXPECT_THAT(result.err, HasSubstr(repeat ? "does not list its 3 leaves once each"
+                                             : "does not check out (proof wrong)"))
+        << result;
+    for (const std::string& file : {a, b, c}) {
+      EXPECT_FALSE(std::filesystem::exists(dir() / (file + ".receipt"))) << file;
+    }
+  }
+  // Untampered, the same files sign.
+  ProcessResult result = Sign({"a.txt", "b.txt", "c.txt"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+  result = PythonVerify("batch.pub.pem", {"a.txt", "b.txt", "c.txt"});
   EXPECT_EQ(result.exit_code, 0) << result;
 }
 

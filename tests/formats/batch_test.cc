@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -242,6 +243,76 @@ TEST(ReceiptTest, ParserRefusesWhatIsNotAReceipt) {
     ASSERT_FALSE(parsed) << c.text.substr(0, 300);
     EXPECT_THAT(parsed.error().message(), HasSubstr(c.message)) << c.text.substr(0, 300);
   }
+}
+
+// What SerializeReceipt wrote before it built the text by hand: nlohmann's dump(2) of the object
+// (keys sorted). The receipt format is this text, byte for byte (BATCH.md: pretty-printed, keys
+// sorted, ending in a newline); it must not drift.
+std::string ReferenceText(const Receipt& receipt) {
+  using nlohmann::json;
+  json proof = json::array();
+  for (const auto& hash : receipt.inclusion_proof) {
+    proof.push_back(Base64Encode(hash));
+  }
+  json out{{"type", std::string(kReceiptType)},
+           {"leaf",
+            {{"name", receipt.leaf.name},
+             {"size", receipt.leaf.size},
+             {"digest_algorithm", receipt.leaf.digest_algorithm},
+             {"digest", HexEncode(receipt.leaf.digest)},
+             {"request_id", receipt.leaf.request_id}}},
+           {"leaf_hash", Base64Encode(receipt.leaf_hash)},
+           {"leaf_index", receipt.leaf_index},
+           {"tree_size", receipt.tree_size},
+           {"batch_id", receipt.batch_id},
+           {"inclusion_proof", std::move(proof)},
+           {"note", receipt.note},
+           {"key_fingerprint", receipt.key_fingerprint}};
+  if (receipt.seq) {
+    out["seq"] = *receipt.seq;
+  }
+  return out.dump(2) + "\n";
+}
+
+TEST(ReceiptTest, TextIsByteForByteNlohmannsPrettyDump) {
+  const Batch batch = MakeBatch(5);
+  std::vector<Receipt> cases = batch.receipts;
+  Receipt one = MakeBatch(1).receipts[0];  // an empty proof
+  cases.push_back(one);
+  one.seq.reset();  // no seq
+  cases.push_back(one);
+  // Names that need escaping or are not ASCII, and a note escaped differently each time.
+  for (const std::string& name : std::vector<std::string>{
+           "a \"quoted\" name", "back\\slash", std::string("ctl\x01\x1f\x7f", 6), "tab\tnl\nend",
+           "caf\xc3\xa9/\xe2\x80\x94/\xf0\x9f\x93\xa6", "/slash/", "x"}) {
+    Receipt r = batch.receipts[2];
+    r.leaf.name = name;
+    r.note = "note for " + name + "\n\n\xe2\x80\x94 k sig\n";
+    cases.push_back(r);
+  }
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    auto text = SerializeReceipt(cases[i]);
+    ASSERT_TRUE(text) << i << ": " << text.error();
+    EXPECT_EQ(*text, ReferenceText(cases[i])) << i;
+    auto parsed = ParseReceipt(*text);
+    ASSERT_TRUE(parsed) << i << ": " << parsed.error();
+    EXPECT_EQ(*parsed, cases[i]) << i;
+  }
+  // The same notes again, in another order (the escaped note is kept between calls).
+  for (std::size_t i = cases.size(); i-- > 0;) {
+    EXPECT_EQ(*SerializeReceipt(cases[i]), ReferenceText(cases[i])) << i;
+  }
+  // A string that is not UTF-8 is refused, as before, and does not poison the next receipt.
+  Receipt bad = batch.receipts[0];
+  bad.note = "bad \xff note";
+  auto refused = SerializeReceipt(bad);
+  ASSERT_FALSE(refused);
+  EXPECT_THAT(refused.error().message(), HasSubstr("not valid UTF-8"));
+  EXPECT_FALSE(SerializeReceipt(bad));
+  bad.note = batch.receipts[0].note;
+  bad.leaf.name = "bad \xc3 name";
+  EXPECT_FALSE(SerializeReceipt(bad));
+  EXPECT_EQ(*SerializeReceipt(batch.receipts[0]), ReferenceText(batch.receipts[0]));
 }
 
 // The size target: under 2 KiB per artifact in a batch of 65,536.

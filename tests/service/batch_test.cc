@@ -309,6 +309,10 @@ class BatchTest : public ::testing::Test {
         leaf_hashes.push_back(hash.value_or(pipeline::MerkleHash{}));
       }
       EXPECT_EQ(statement->root, pipeline::TreeHash(leaf_hashes));
+      // A batch of this request's leaves alone: no proofs in the answer.
+      EXPECT_EQ(batch["inclusion_proofs"], false) << batch;
+      const pipeline::MerkleTree tree(leaf_hashes);
+      EXPECT_EQ(tree.Root(), statement->root);
       const std::int64_t now = std::chrono::duration_cast<std::chrono::seconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
                                    .count();
@@ -348,17 +352,20 @@ class BatchTest : public ::testing::Test {
         EXPECT_EQ(item["leaf_index"], i);
         EXPECT_FALSE(item.contains("signature")) << item;
 
-        // The receipt a client writes: its own leaf fields, the answer's proof and note.
+        // The receipt a client writes: its own leaf fields, the note, and the proof derived from
+        // the tree of its own leaves (the batch is all this request's: the answer carries no
+        // proofs, BATCH.md "The sign answer").
         formats::Receipt receipt;
         receipt.leaf = LeafOf(artifact, request_id);
-        receipt.leaf_hash = HashFromBase64(item["leaf_hash"]);
-        EXPECT_EQ(receipt.leaf_hash, leaf_hashes[i]);
+        receipt.leaf_hash = leaf_hashes[i];
+        EXPECT_FALSE(item.contains("leaf_hash")) << item;
+        EXPECT_FALSE(item.contains("inclusion_proof")) << item;
         receipt.leaf_index = item["leaf_index"].get<std::uint64_t>();
         receipt.tree_size = batch["tree_size"].get<std::uint64_t>();
         receipt.batch_id = batch_id;
-        for (const json& hash : item["inclusion_proof"]) {
-          receipt.inclusion_proof.push_back(HashFromBase64(hash));
-        }
+        auto proof = tree.InclusionProof(i);
+        EXPECT_TRUE(proof) << proof.error();
+        receipt.inclusion_proof = proof.value_or(std::vector<pipeline::MerkleHash>{});
         receipt.note = note;
         receipt.key_fingerprint = answer["key_fingerprint"].get<std::string>();
         receipt.seq = item["seq"].get<std::uint64_t>();
@@ -493,13 +500,16 @@ TEST_F(BatchTest, SingleItemBatchHasEmptyProofAndRootIsTheLeafHash) {
   EXPECT_EQ(statements[0].tree_size, 1u);
   EXPECT_EQ(answer["batches"][0]["tree_size"], 1);
   ASSERT_EQ(answer["items"].size(), 1u);
-  EXPECT_TRUE(answer["items"][0]["inclusion_proof"].is_array());
-  EXPECT_TRUE(answer["items"][0]["inclusion_proof"].empty());
+  // The client derives the (empty) proof: the answer carries none.
+  EXPECT_EQ(answer["batches"][0]["inclusion_proofs"], false);
+  EXPECT_FALSE(answer["items"][0].contains("inclusion_proof"));
   auto leaf_hash =
       formats::BatchLeafHash(LeafOf(artifacts[0], answer["request_id"].get<std::string>()));
   ASSERT_TRUE(leaf_hash) << leaf_hash.error();
   EXPECT_EQ(statements[0].root, *leaf_hash);
-  EXPECT_EQ(HashFromBase64(answer["items"][0]["leaf_hash"]), *leaf_hash);
+  auto proof = pipeline::MerkleTree({*leaf_hash}).InclusionProof(0);
+  ASSERT_TRUE(proof) << proof.error();
+  EXPECT_TRUE(proof->empty());
 }
 
 TEST_F(BatchTest, ItemWithoutSizeIs400AndNothingIsRecordedOrSigned) {
@@ -617,6 +627,8 @@ TEST_F(BatchTest, ConcurrentRequestsInTheWindowShareABatchWithSeparateReceipts) 
     ASSERT_EQ(answer["items"].size(), 3u) << answer;
     const json& batch = answer["batches"][0];
     EXPECT_EQ(batch["tree_size"], 3 * kRequests);
+    // The batch is shared: its client has only its own leaves, so the answer carries the proofs.
+    EXPECT_EQ(batch["inclusion_proofs"], true) << batch;
     batch_ids.insert(batch["batch_id"].get<std::string>());
     auto batch_record = log_->Get(batch["seq"].get<std::uint64_t>());
     ASSERT_TRUE(batch_record) << batch_record.error();
