@@ -262,7 +262,13 @@ Result<HttpAnswer> DaemonClient::Post(const std::string& target, const std::stri
   return Send(target, &json_body);
 }
 
-Result<HttpAnswer> DaemonClient::Send(const std::string& target, const std::string* body) {
+Result<HttpAnswer> DaemonClient::Post(const std::string& target, const std::string& json_body,
+                                      const std::vector<std::string>& headers) {
+  return Send(target, &json_body, headers);
+}
+
+Result<HttpAnswer> DaemonClient::Send(const std::string& target, const std::string* body,
+                                      const std::vector<std::string>& headers) {
   CURL* h = handle_->easy.get();
   const std::string url =
       (handle_->endpoint.url.empty() ? std::string("http://localhost") : handle_->endpoint.url) +
@@ -271,9 +277,32 @@ Result<HttpAnswer> DaemonClient::Send(const std::string& target, const std::stri
   handle_->error[0] = '\0';
   bool ok = curl_easy_setopt(h, CURLOPT_URL, url.c_str()) == CURLE_OK &&
             curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body) == CURLE_OK;
+  // The JSON headers, plus `headers` for this request only.
+  CurlSlist request_headers;
+  curl_slist* header_list = handle_->json_headers.get();
+  if (!headers.empty()) {
+    bool appended = true;
+    auto append = [&](const char* line) {
+      curl_slist* list = curl_slist_append(request_headers.get(), line);
+      if (list == nullptr) {
+        appended = false;
+      } else if (request_headers.get() == nullptr) {
+        request_headers.reset(list);  // the first node; later ones are appended to it
+      }
+    };
+    append("Content-Type: application/json");
+    append("Expect:");
+    for (const std::string& header : headers) {
+      append(header.c_str());
+    }
+    if (!appended) {
+      return MakeError(ErrorCode::kInternal, "curl: out of memory");
+    }
+    header_list = request_headers.get();
+  }
   if (body != nullptr) {
     ok = ok && curl_easy_setopt(h, CURLOPT_POST, 1L) == CURLE_OK &&
-         curl_easy_setopt(h, CURLOPT_HTTPHEADER, handle_->json_headers.get()) == CURLE_OK &&
+         curl_easy_setopt(h, CURLOPT_HTTPHEADER, header_list) == CURLE_OK &&
          curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->data()) == CURLE_OK &&
          curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size())) ==
              CURLE_OK;

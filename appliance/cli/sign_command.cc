@@ -624,7 +624,12 @@ class SignRun {
         Report({item.path, item.signature_path, std::nullopt, message});
       }
     };
-    auto answer = client.Post("/v1/sign", body);
+    // For a batch key: this client rebuilds the proofs of a batch made of its own leaves alone
+    // (DeriveProofs), so signetd need not send them.
+    auto answer = key_.batch() ? client.Post("/v1/sign", body,
+                                             {std::string(formats::kBatchProofsHeader) + ": " +
+                                              std::string(formats::kClientBuildsProofs)})
+                               : client.Post("/v1/sign", body);
     if (!answer) {
       fail_all(answer.error().message());
       return;

@@ -37,6 +37,11 @@ namespace signet::formats {
 inline constexpr std::string_view kReceiptType = "signet-batch-receipt/v1";
 inline constexpr std::size_t kMaxReceiptBytes = 64 * 1024;
 inline constexpr std::size_t kMaxProofLength = 64;
+// A sign request carrying this header (value kClientBuildsProofs) asks signetd to leave out the
+// proofs of a batch made of the request's own leaves alone: the client rebuilds that tree itself
+// (BATCH.md, "The sign answer"). Without it every batch in the answer carries its proofs.
+inline constexpr std::string_view kBatchProofsHeader = "X-Signet-Batch-Proofs";
+inline constexpr std::string_view kClientBuildsProofs = "client";
 inline constexpr std::size_t kMaxLeafNameBytes = 4096;
 
 // One artifact as the daemon saw it in a sign request.

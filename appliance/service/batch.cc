@@ -8,9 +8,10 @@
 // OnGroupSigned (an HSM worker) turns each signature into a C2SP signed note (audit::SignNote
 // checks it against the key first), then, per request: its `batch` records (one per batch it has
 // leaves in) and one `sign` record per artifact go to the audit log, and its answer goes out from
-// the log's delivery thread once they are durable. No record, no receipt. The answer carries
-// per-leaf inclusion proofs only for batches the request shares with others; a batch of its own
-// leaves alone is rebuilt and checked by its client (BATCH.md, "The sign answer").
+// the log's delivery thread once they are durable. No record, no receipt. When the request says
+// its client rebuilds its own batches (X-Signet-Batch-Proofs: client), a batch of its leaves alone
+// is answered without per-leaf proofs; every other batch carries them (BATCH.md, "The sign
+// answer").
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -182,8 +183,8 @@ void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c,
     // (BATCH.md, "The sign answer"). A batch shared with other requests (a gathering window), and
     // a held request's answer (stored, and collected later by a client that may no longer have
     // every file as it was), carry each leaf's proof.
-    const bool proofs =
-        !call->approvers.empty() || run.first != 0 || run.count != batch.tree.size();
+    const bool proofs = !call->envelope.client_builds_proofs || !call->approvers.empty() ||
+                        run.first != 0 || run.count != batch.tree.size();
     batches_json->push_back(json{{"batch_id", batch.id},
                                  {"tree_size", batch.tree.size()},
                                  {"note", batch.note},

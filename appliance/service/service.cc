@@ -293,6 +293,8 @@ void HandleSign(const std::shared_ptr<State>& state, net::Request request, net::
     return;
   }
   call->envelope = parsed->envelope;
+  call->envelope.client_builds_proofs =
+      request.Header(formats::kBatchProofsHeader).value_or("") == formats::kClientBuildsProofs;
   call->policy = state->CurrentPolicy();
   // Fail closed before anything else: a log that has failed can record neither a denial nor a
   // signature.

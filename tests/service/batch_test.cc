@@ -236,12 +236,17 @@ class BatchTest : public ::testing::Test {
     server_ = std::move(*server);
   }
 
-  HttpResult Post(const json& body) {
+  // As `signet sign` posts: with the header that asks for no proofs on the request's own
+  // batches (`client_builds_proofs`), or as an older client, without it.
+  HttpResult Post(const json& body, bool client_builds_proofs = true) {
     const auto file = dir_.path() / ("body-" + std::to_string(posts_++));
     WriteFile(file, body.dump());
-    return Curl("-X POST -H 'Content-Type: application/json' --data-binary @" +
-                ShellQuote(file.string()) + " --unix-socket " + ShellQuote(socket_.string()) +
-                " http://localhost/v1/sign");
+    const std::string header =
+        std::string(formats::kBatchProofsHeader) + ": " + std::string(formats::kClientBuildsProofs);
+    return Curl("-X POST -H 'Content-Type: application/json' " +
+                (client_builds_proofs ? "-H " + ShellQuote(header) + " " : std::string()) +
+                "--data-binary @" + ShellQuote(file.string()) + " --unix-socket " +
+                ShellQuote(socket_.string()) + " http://localhost/v1/sign");
   }
 
   HttpResult Get(std::string_view path) {
@@ -510,6 +515,42 @@ TEST_F(BatchTest, SingleItemBatchHasEmptyProofAndRootIsTheLeafHash) {
   auto proof = pipeline::MerkleTree({*leaf_hash}).InclusionProof(0);
   ASSERT_TRUE(proof) << proof.error();
   EXPECT_TRUE(proof->empty());
+}
+
+TEST_F(BatchTest, AClientThatDoesNotAskGetsEveryProof) {
+  // An older client sends no X-Signet-Batch-Proofs header and reads each item's proof.
+  const std::vector<Artifact> artifacts = MakeArtifacts(5, "dist/old-client-");
+  const HttpResult result = Post(Body("batch", artifacts), /*client_builds_proofs=*/false);
+  ASSERT_EQ(result.status, 200) << result.body;
+  const json answer = json::parse(result.body);
+  ASSERT_EQ(answer["batches"].size(), 1u);
+  const json& batch = answer["batches"][0];
+  EXPECT_EQ(batch["inclusion_proofs"], true);
+  const std::string request_id = answer["request_id"].get<std::string>();
+  std::vector<pipeline::MerkleHash> leaves;
+  for (const Artifact& artifact : artifacts) {
+    auto hash = formats::BatchLeafHash(LeafOf(artifact, request_id));
+    ASSERT_TRUE(hash) << hash.error();
+    leaves.push_back(*hash);
+  }
+  const pipeline::MerkleHash root = pipeline::TreeHash(leaves);
+  ASSERT_EQ(answer["items"].size(), artifacts.size());
+  for (std::size_t i = 0; i < artifacts.size(); ++i) {
+    const json& item = answer["items"][i];
+    ASSERT_TRUE(item.contains("inclusion_proof")) << item;
+    EXPECT_EQ(item["leaf_hash"], Base64Encode(leaves[i]));
+    std::vector<pipeline::MerkleHash> proof;
+    for (const json& hash : item["inclusion_proof"]) {
+      auto raw = Base64Decode(hash.get<std::string>());
+      ASSERT_TRUE(raw && raw->size() == 32) << hash;
+      pipeline::MerkleHash node{};
+      std::copy(raw->begin(), raw->end(), node.begin());
+      proof.push_back(node);
+    }
+    EXPECT_TRUE(pipeline::VerifyInclusion(leaves[i], item["leaf_index"].get<std::uint64_t>(),
+                                          leaves.size(), proof, root))
+        << "leaf " << i;
+  }
 }
 
 TEST_F(BatchTest, ItemWithoutSizeIs400AndNothingIsRecordedOrSigned) {

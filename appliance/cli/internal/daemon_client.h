@@ -72,12 +72,16 @@ class DaemonClient {
   [[nodiscard]] Result<HttpAnswer> GetStreamed(
       const std::string& target, const std::function<bool(std::string_view piece)>& sink);
   [[nodiscard]] Result<HttpAnswer> Post(const std::string& target, const std::string& json_body);
+  // Post with more header fields ("Name: value" each).
+  [[nodiscard]] Result<HttpAnswer> Post(const std::string& target, const std::string& json_body,
+                                        const std::vector<std::string>& headers);
 
   struct Handle;
 
  private:
   explicit DaemonClient(std::unique_ptr<Handle> handle);
-  [[nodiscard]] Result<HttpAnswer> Send(const std::string& target, const std::string* body);
+  [[nodiscard]] Result<HttpAnswer> Send(const std::string& target, const std::string* body,
+                                        const std::vector<std::string>& headers = {});
   std::unique_ptr<Handle> handle_;
 };
 

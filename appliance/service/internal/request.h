@@ -34,6 +34,11 @@ struct SignBody {
   std::string client_host;
   std::string ticket;
   std::size_t item_count = 0;
+  // The client builds the proofs of a batch made of its own leaves alone (the request header
+  // X-Signet-Batch-Proofs: client; BATCH.md, "The sign answer"). A header rather than a body field,
+  // so that an older signetd ignores it and an older client, which does not send it, still gets
+  // every proof.
+  bool client_builds_proofs = false;
 };
 
 // The parsed document, kept opaque to callers (nlohmann stays in the .cc files).
