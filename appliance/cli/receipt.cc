@@ -1,5 +1,10 @@
 #include "appliance/cli/internal/receipt.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <utility>
+
 #include "appliance/audit/audit.h"
 
 namespace signet::cli {
@@ -34,6 +39,107 @@ Result<ReceiptKey> MakeReceiptKey(std::string_view public_key) {
                      "no signature by the given key on the note (signed by another key)");
   };
   return key;
+}
+
+using nlohmann::json;
+
+void DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
+                  const std::vector<std::size_t>& members, const formats::NoteCheck& check) {
+  const formats::Receipt& first = *receipts[members.front()];
+  const std::uint64_t tree_size = first.tree_size;
+  std::vector<pipeline::MerkleHash> leaves(members.size() == tree_size ? members.size() : 0);
+  std::vector<bool> seen(leaves.size(), false);
+  bool complete = !leaves.empty();
+  for (const std::size_t m : members) {
+    const std::uint64_t index = receipts[m]->leaf_index;
+    if (!complete || index >= tree_size || seen[index]) {
+      complete = false;
+      break;
+    }
+    seen[index] = true;
+    leaves[index] = receipts[m]->leaf_hash;
+  }
+  if (!complete) {
+    const std::string message = fmt::format(
+        "batch {} has no inclusion proofs, but the answer does not list its {} leaves once each",
+        first.batch_id, tree_size);
+    for (const std::size_t m : members) {
+      receipts[m] = MakeError(ErrorCode::kInvalidArgument, message);
+    }
+    return;
+  }
+  const pipeline::MerkleTree tree(std::move(leaves));
+  auto text = check(first.note);
+  auto statement = text ? formats::ParseBatchStatement(*text) : Result<formats::BatchStatement>();
+  if (!text || !statement || statement->root != tree.Root()) {
+    return;  // VerifyReceipt names what is wrong: the note, or (no proof) the proof
+  }
+  for (const std::size_t m : members) {
+    auto proof = tree.InclusionProof(receipts[m]->leaf_index);
+    if (!proof) {
+      receipts[m] = MakeError(std::move(proof).error());
+      continue;
+    }
+    receipts[m]->inclusion_proof = std::move(*proof);
+  }
+}
+
+Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
+                                         std::string_view key_fingerprint, const json& answered,
+                                         const json& batches, const std::string& request_id,
+                                         bool& proofs) {
+  auto bad = [](const std::string& what) { return MakeError(ErrorCode::kInvalidArgument, what); };
+  if (!answered.is_object() || answered.value("name", std::string()) != file.name) {
+    return bad("not this file's line");
+  }
+  for (const char* field : {"batch", "leaf_index", "seq"}) {
+    if (!answered.contains(field) || !answered[field].is_number_unsigned()) {
+      return bad(std::string(field) + " missing");
+    }
+  }
+  const auto b = answered["batch"].get<std::size_t>();
+  if (!batches.is_array() || b >= batches.size() || !batches[b].is_object() ||
+      !batches[b].contains("note") || !batches[b]["note"].is_string() ||
+      !batches[b].contains("batch_id") || !batches[b]["batch_id"].is_string() ||
+      !batches[b].contains("tree_size") || !batches[b]["tree_size"].is_number_unsigned()) {
+    return bad("its batch is missing");
+  }
+  // Absent (an older signetd): every item carries its proof.
+  if (const auto flag = batches[b].find("inclusion_proofs"); flag != batches[b].end()) {
+    if (!flag->is_boolean()) {
+      return bad("its batch's inclusion_proofs is not true or false");
+    }
+    proofs = flag->get<bool>();
+  }
+  formats::Receipt receipt;
+  if (proofs) {
+    if (!answered.contains("inclusion_proof") || !answered["inclusion_proof"].is_array() ||
+        answered["inclusion_proof"].size() > formats::kMaxProofLength) {
+      return bad("inclusion_proof missing");
+    }
+    for (const json& hash : answered["inclusion_proof"]) {
+      auto bytes = hash.is_string() ? Base64Decode(hash.get<std::string>()) : Result<Bytes>();
+      if (!hash.is_string() || !bytes || bytes->size() != 32) {
+        return bad("an inclusion proof hash is not base64 of 32 bytes");
+      }
+      pipeline::MerkleHash node{};
+      std::copy(bytes->begin(), bytes->end(), node.begin());
+      receipt.inclusion_proof.push_back(node);
+    }
+  }
+  SIGNET_ASSIGN_OR_RETURN(receipt.leaf.digest, HexDecode(file.digest_hex));
+  receipt.leaf.name = std::string(file.name);
+  receipt.leaf.size = file.size;
+  receipt.leaf.digest_algorithm = std::string(pipeline::DigestAlgorithmName(file.algorithm));
+  receipt.leaf.request_id = request_id;
+  SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, formats::BatchLeafHash(receipt.leaf));
+  receipt.leaf_index = answered["leaf_index"].get<std::uint64_t>();
+  receipt.tree_size = batches[b]["tree_size"].get<std::uint64_t>();
+  receipt.batch_id = batches[b]["batch_id"].get<std::string>();
+  receipt.note = batches[b]["note"].get<std::string>();
+  receipt.key_fingerprint = std::string(key_fingerprint);
+  receipt.seq = answered["seq"].get<std::uint64_t>();
+  return receipt;
 }
 
 }  // namespace signet::cli

@@ -740,7 +740,13 @@ class SignRun {
     std::vector<std::vector<std::size_t>> derived(batches.is_array() ? batches.size() : 0);
     for (std::size_t i = 0; i < batch.size(); ++i) {
       bool proofs = true;
-      receipts.push_back(AssembleReceipt(batch[i], reply["items"][i], batches, request_id, proofs));
+      const Pending& item = batch[i];
+      receipts.push_back(AssembleReceipt(RequestedFile{.name = item.path,
+                                                       .size = item.size,
+                                                       .digest_hex = item.digest_hex,
+                                                       .algorithm = key_.hash},
+                                         key_.receipt_key->fingerprint, reply["items"][i], batches,
+                                         request_id, proofs));
       if (receipts.back() && !proofs) {
         derived[reply["items"][i]["batch"].get<std::size_t>()].push_back(i);
       }
@@ -780,113 +786,6 @@ class SignRun {
       return;
     }
     WriteOutput(item, *receipt->seq, AsBytes(*text));
-  }
-
-  // For the receipts `members` of one batch answered without proofs (each assembled, with its
-  // leaf and leaf hash from this client's own hashing): checks that they are exactly the batch's
-  // leaves, builds the RFC 6962 tree over them, and, when its root is the one the batch's note
-  // signs, gives each receipt its proof from that tree. A receipt left without its proof fails
-  // VerifyReceipt as it should (a note that does not check out, or a wrong proof); one whose batch
-  // is not complete in the answer is replaced by an error.
-  void DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
-                    const std::vector<std::size_t>& members, const formats::NoteCheck& check) {
-    const formats::Receipt& first = *receipts[members.front()];
-    const std::uint64_t tree_size = first.tree_size;
-    std::vector<pipeline::MerkleHash> leaves(members.size() == tree_size ? members.size() : 0);
-    std::vector<bool> seen(leaves.size(), false);
-    bool complete = !leaves.empty();
-    for (const std::size_t m : members) {
-      const std::uint64_t index = receipts[m]->leaf_index;
-      if (!complete || index >= tree_size || seen[index]) {
-        complete = false;
-        break;
-      }
-      seen[index] = true;
-      leaves[index] = receipts[m]->leaf_hash;
-    }
-    if (!complete) {
-      const std::string message = fmt::format(
-          "batch {} has no inclusion proofs, but the answer does not list its {} leaves once each",
-          first.batch_id, tree_size);
-      for (const std::size_t m : members) {
-        receipts[m] = MakeError(ErrorCode::kInvalidArgument, message);
-      }
-      return;
-    }
-    const pipeline::MerkleTree tree(std::move(leaves));
-    auto text = check(first.note);
-    auto statement = text ? formats::ParseBatchStatement(*text) : Result<formats::BatchStatement>();
-    if (!text || !statement || statement->root != tree.Root()) {
-      return;  // VerifyReceipt names what is wrong: the note, or (no proof) the proof
-    }
-    for (const std::size_t m : members) {
-      auto proof = tree.InclusionProof(receipts[m]->leaf_index);
-      if (!proof) {
-        receipts[m] = MakeError(std::move(proof).error());
-        continue;
-      }
-      receipts[m]->inclusion_proof = std::move(*proof);
-    }
-  }
-
-  // `item`'s receipt from its answer line and the batches of the answer; `proofs` is set to
-  // whether its batch carries proofs (when not, the receipt's proof is left empty for
-  // DeriveProofs). Errors: kInvalidArgument naming what is missing or wrong.
-  Result<formats::Receipt> AssembleReceipt(const Pending& item, const json& answered,
-                                           const json& batches, const std::string& request_id,
-                                           bool& proofs) {
-    auto bad = [](const std::string& what) { return MakeError(ErrorCode::kInvalidArgument, what); };
-    if (!answered.is_object() || answered.value("name", std::string()) != item.path) {
-      return bad("not this file's line");
-    }
-    for (const char* field : {"batch", "leaf_index", "seq"}) {
-      if (!answered.contains(field) || !answered[field].is_number_unsigned()) {
-        return bad(std::string(field) + " missing");
-      }
-    }
-    const auto b = answered["batch"].get<std::size_t>();
-    if (!batches.is_array() || b >= batches.size() || !batches[b].is_object() ||
-        !batches[b].contains("note") || !batches[b]["note"].is_string() ||
-        !batches[b].contains("batch_id") || !batches[b]["batch_id"].is_string() ||
-        !batches[b].contains("tree_size") || !batches[b]["tree_size"].is_number_unsigned()) {
-      return bad("its batch is missing");
-    }
-    // Absent (an older signetd): every item carries its proof.
-    if (const auto flag = batches[b].find("inclusion_proofs"); flag != batches[b].end()) {
-      if (!flag->is_boolean()) {
-        return bad("its batch's inclusion_proofs is not true or false");
-      }
-      proofs = flag->get<bool>();
-    }
-    formats::Receipt receipt;
-    if (proofs) {
-      if (!answered.contains("inclusion_proof") || !answered["inclusion_proof"].is_array() ||
-          answered["inclusion_proof"].size() > formats::kMaxProofLength) {
-        return bad("inclusion_proof missing");
-      }
-      for (const json& hash : answered["inclusion_proof"]) {
-        auto bytes = hash.is_string() ? Base64Decode(hash.get<std::string>()) : Result<Bytes>();
-        if (!hash.is_string() || !bytes || bytes->size() != 32) {
-          return bad("an inclusion proof hash is not base64 of 32 bytes");
-        }
-        pipeline::MerkleHash node{};
-        std::copy(bytes->begin(), bytes->end(), node.begin());
-        receipt.inclusion_proof.push_back(node);
-      }
-    }
-    SIGNET_ASSIGN_OR_RETURN(receipt.leaf.digest, HexDecode(item.digest_hex));
-    receipt.leaf.name = item.path;
-    receipt.leaf.size = item.size;
-    receipt.leaf.digest_algorithm = std::string(pipeline::DigestAlgorithmName(key_.hash));
-    receipt.leaf.request_id = request_id;
-    SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, formats::BatchLeafHash(receipt.leaf));
-    receipt.leaf_index = answered["leaf_index"].get<std::uint64_t>();
-    receipt.tree_size = batches[b]["tree_size"].get<std::uint64_t>();
-    receipt.batch_id = batches[b]["batch_id"].get<std::string>();
-    receipt.note = batches[b]["note"].get<std::string>();
-    receipt.key_fingerprint = key_.receipt_key->fingerprint;
-    receipt.seq = answered["seq"].get<std::uint64_t>();
-    return receipt;
   }
 
   // Writes `bytes` to item.signature_path (creating --out-dir's directories) and reports the file.

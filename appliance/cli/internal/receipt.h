@@ -1,13 +1,18 @@
-// Private to appliance/cli: what `signet sign` and `signet verify` need to check Merkle batch
-// receipts (appliance/formats/BATCH.md) against a public key.
+// Private to appliance/cli: what `signet sign` and `signet verify` need to assemble Merkle batch
+// receipts from signetd's answer and check them (appliance/formats/BATCH.md) against a public key.
 #ifndef SIGNET_APPLIANCE_CLI_INTERNAL_RECEIPT_H_
 #define SIGNET_APPLIANCE_CLI_INTERNAL_RECEIPT_H_
 
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "appliance/base/base.h"
 #include "appliance/formats/formats.h"
+#include "pipeline/pipeline.h"
 
 namespace signet::cli {
 
@@ -21,6 +26,34 @@ struct ReceiptKey {
 // From a PEM or DER public key (ECDSA P-256, as batch keys are). Errors: kInvalidArgument (not a
 // public key the note code supports).
 [[nodiscard]] Result<ReceiptKey> MakeReceiptKey(std::string_view public_key);
+
+// One file of a sign request, as `signet sign` sent it.
+struct RequestedFile {
+  std::string_view name;
+  std::uint64_t size = 0;
+  std::string_view digest_hex;
+  pipeline::DigestAlgorithm algorithm = pipeline::DigestAlgorithm::kSha256;
+};
+
+// `file`'s receipt from its line `answered` of a batch key's sign answer and the answer's
+// `batches` (BATCH.md, "The sign answer"), for the key with `key_fingerprint`; the leaf is built
+// from `file`, never from the answer. `proofs` is set to whether its batch carries proofs (when
+// not, the receipt's proof is left empty for DeriveProofs). Errors: kInvalidArgument naming what
+// is missing or wrong.
+[[nodiscard]] Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
+                                                       std::string_view key_fingerprint,
+                                                       const nlohmann::json& answered,
+                                                       const nlohmann::json& batches,
+                                                       const std::string& request_id, bool& proofs);
+
+// For the receipts `members` of one batch answered without proofs (each assembled, with its leaf
+// and leaf hash from this client's own hashing): checks that they are exactly the batch's leaves,
+// builds the RFC 6962 tree over them, and, when its root is the one the batch's note signs (as
+// `check` reads it), gives each receipt its proof from that tree. A receipt left without its
+// proof fails VerifyReceipt as it should (a note that does not check out, or a wrong proof); one
+// whose batch is not complete in the answer is replaced by an error.
+void DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
+                  const std::vector<std::size_t>& members, const formats::NoteCheck& check);
 
 }  // namespace signet::cli
 
