@@ -286,13 +286,22 @@ Result<std::unique_ptr<Log>> Log::Open(const LogOptions& options,
           CheckAgainst(view, tree, *opened, "in " + options.checkpoint_file.string()));
       outside = *opened;
     } else if (stored) {
-      return MakeError(ErrorCode::kInternal,
-                       "the checkpoint file " + options.checkpoint_file.string() +
-                           " is missing or empty but the audit log has signed checkpoints up to "
-                           "size " +
-                           std::to_string(stored->size) +
-                           "; restore it from its off-box copy (it is what detects a rolled-back "
-                           "log)");
+      // The file lags LMDB by at most the one append a crash cut off (repaired below), so an
+      // empty file is that crash only beside the very first checkpoint. With more stored, the
+      // file has lost checkpoints it once held.
+      SIGNET_ASSIGN_OR_RETURN(const std::uint64_t count, view.CheckpointCount());
+      if (count != 1) {
+        return MakeError(ErrorCode::kInternal,
+                         "the checkpoint file " + options.checkpoint_file.string() +
+                             " is missing or empty but the audit log has " + std::to_string(count) +
+                             " signed checkpoints, up to size " + std::to_string(stored->size) +
+                             "; restore it from its off-box copy (it is what detects a "
+                             "rolled-back log)");
+      }
+      spdlog::warn(
+          "audit log: the checkpoint file {} is empty; writing the log's only signed checkpoint "
+          "(size {}) to it (a crash cut off its first append)",
+          options.checkpoint_file.string(), stored->size);
     }
     for (const auto* cp : {&stored, &outside}) {
       if (*cp && (*cp)->origin != options.origin) {

@@ -216,6 +216,14 @@ Result<std::optional<std::string>> ReadView::LatestCheckpoint() const {
   return note;
 }
 
+Result<std::uint64_t> ReadView::CheckpointCount() const {
+  MDB_stat stat{};
+  if (const int rc = mdb_stat(impl_->txn, impl_->store->checkpoints, &stat); rc != 0) {
+    return tl::unexpected(LmdbError(rc, "count the audit checkpoints"));
+  }
+  return std::uint64_t{stat.ms_entries};
+}
+
 Result<std::vector<std::uint64_t>> ReadView::SeqsForDigest(
     std::string_view algorithm, std::span<const std::uint8_t> digest) const {
   const std::string key = DigestKey(algorithm, digest);

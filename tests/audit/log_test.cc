@@ -430,7 +430,9 @@ TEST(LogTest, OpenRefusesAMissingCheckpointFileAndAWrongKeyOrOrigin) {
     auto log = OpenOrDie(options);
     ASSERT_TRUE(log);
     AppendN(*log, 0, 3);
-    ASSERT_TRUE(log->Close());
+    ASSERT_TRUE(log->CheckpointNow());
+    AppendN(*log, 3, 5);
+    ASSERT_TRUE(log->Close());  // a second checkpoint, at size 5
   }
   {
     LogOptions other = options;
@@ -448,7 +450,29 @@ TEST(LogTest, OpenRefusesAMissingCheckpointFileAndAWrongKeyOrOrigin) {
   std::filesystem::remove(options.checkpoint_file);
   auto refused = Log::Open(options, Key().signer());
   ASSERT_FALSE(refused);
-  EXPECT_THAT(refused.error().message(), HasSubstr("is missing or empty"));
+  EXPECT_THAT(refused.error().message(),
+              HasSubstr("is missing or empty but the audit log has 2 signed checkpoints"));
+}
+
+// SIGKILL between the first checkpoint's LMDB commit and its append to the file leaves an empty
+// file beside one stored checkpoint: the log opens and writes that checkpoint to the file.
+TEST(LogTest, AnEmptyCheckpointFileBesideTheOnlyCheckpointIsRepaired) {
+  TempDir tmp;
+  LogOptions options = TestLogOptions(tmp.path());
+  std::string note;
+  {
+    auto log = OpenOrDie(options);
+    ASSERT_TRUE(log);
+    AppendN(*log, 0, 3);
+    ASSERT_TRUE(log->Close());
+    note = log->LatestCheckpoint();
+  }
+  ASSERT_FALSE(note.empty());
+  std::filesystem::resize_file(options.checkpoint_file, 0);
+  auto log = Log::Open(options, Key().signer());
+  ASSERT_TRUE(log) << log.error();
+  EXPECT_EQ(ReadFile(options.checkpoint_file), note + "\n");
+  ASSERT_TRUE((*log)->Close());
 }
 
 TEST(LogTest, OptionsAreChecked) {

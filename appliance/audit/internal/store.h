@@ -55,6 +55,8 @@ class ReadView {
   [[nodiscard]] Result<TreeMeta> Tree() const;
   // The signed checkpoint with the largest size, if any.
   [[nodiscard]] Result<std::optional<std::string>> LatestCheckpoint() const;
+  // How many signed checkpoints are stored.
+  [[nodiscard]] Result<std::uint64_t> CheckpointCount() const;
   // The sequence numbers of records with this digest (algorithm name, raw bytes), ascending.
   [[nodiscard]] Result<std::vector<std::uint64_t>> SeqsForDigest(
       std::string_view algorithm, std::span<const std::uint8_t> digest) const;
