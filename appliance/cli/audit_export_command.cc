@@ -2,16 +2,13 @@
 // (audit::ExportDirectory, which opens the LMDB environment read-only next to a running signetd;
 // or GET /v1/audit/export on signetd's admin socket) to standard output, or to a file that appears
 // under its name only once it is complete and fsync'd.
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <climits>
 #include <csignal>
 #include <cstdint>
 #include <filesystem>
@@ -28,14 +25,12 @@
 #include "appliance/cli/internal/audit_query.h"
 #include "appliance/cli/internal/command.h"
 #include "appliance/cli/internal/daemon_client.h"
+#include "appliance/cli/internal/output_file.h"
 
 namespace signet::cli {
 namespace {
 
 using nlohmann::json;
-
-// Export lines are gathered into writes of about this size.
-constexpr std::size_t kWriteBuffer = 1 << 20;
 
 constexpr std::string_view kAccessHint =
     "an export opens the log read-only, but LMDB needs read access to data.mdb and write access "
@@ -109,195 +104,6 @@ Result<std::int64_t> ParseTimeUs(std::string_view option, std::string_view text)
   return parsed;
 }
 
-// ---- Output ------------------------------------------------------------------------------------
-
-// The temporary file being written, for the signal handler to remove; empty when there is none.
-// A fixed buffer: the handler may only call async-signal-safe functions (unlink, raise).
-char pending_temp_path[PATH_MAX];
-
-extern "C" void RemoveTempFileAndDie(int sig) {
-  if (pending_temp_path[0] != '\0') {
-    ::unlink(pending_temp_path);
-  }
-  ::signal(sig, SIG_DFL);
-  ::raise(sig);
-}
-
-Status WriteAll(int fd, std::string_view bytes, std::string_view what) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return MakeError(ErrnoError(errno, what));
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return OkStatus();
-}
-
-// ExportWriter sends the export to standard output, or to FILE.tmp.XXXXXX that Finish() fsyncs and
-// renames over FILE. Lines are gathered into large writes; the first failed write is returned (and
-// stops the export). A temporary file not renamed is removed by the destructor, or by the signal
-// handler on SIGINT, SIGTERM or SIGHUP. One per process; not thread-safe.
-class ExportWriter {
- public:
-  static std::unique_ptr<ExportWriter> ToStdout() {
-    return std::unique_ptr<ExportWriter>(new ExportWriter(STDOUT_FILENO, ""));
-  }
-  // Errors: kInvalidArgument (`path` is a directory), those of creating the temporary file.
-  [[nodiscard]] static Result<std::unique_ptr<ExportWriter>> ToFile(const std::string& path);
-
-  ~ExportWriter() {
-    if (!temp_path_.empty()) {
-      pending_temp_path[0] = '\0';
-      file_.Reset();
-      ::unlink(temp_path_.c_str());
-    }
-  }
-  ExportWriter(const ExportWriter&) = delete;
-  ExportWriter& operator=(const ExportWriter&) = delete;
-
-  [[nodiscard]] Status Write(std::string_view line) {
-    if (buffer_.size() + line.size() > kWriteBuffer) {
-      SIGNET_RETURN_IF_ERROR(Drain());
-    }
-    if (line.size() >= kWriteBuffer) {
-      return WriteAll(fd_, line, what_);
-    }
-    buffer_.append(line);
-    return OkStatus();
-  }
-
-  // Writes what is buffered; for a file, fsyncs it, renames it over its name and fsyncs the
-  // directory. Errors: kIo and the like, naming the file.
-  [[nodiscard]] Status Finish();
-
-  // Whether -o named a regular FILE (written to a temporary file, then renamed over it).
-  bool replaces_file() const { return !path_.empty(); }
-  // Whether FILE has been replaced (with -o).
-  bool renamed() const { return !path_.empty() && temp_path_.empty(); }
-  // What the summary line calls the destination.
-  std::string destination() const {
-    return !special_path_.empty() ? DisplayName(special_path_)
-           : path_.empty()        ? "standard output"
-                                  : DisplayName(path_);
-  }
-
- private:
-  ExportWriter(int fd, std::string path)
-      : fd_(fd), path_(std::move(path)), what_(path_.empty() ? "write to standard output" : "") {
-    buffer_.reserve(kWriteBuffer);
-  }
-
-  [[nodiscard]] Status Drain() {
-    Status written = WriteAll(fd_, buffer_, what_);
-    buffer_.clear();
-    return written;
-  }
-
-  int fd_;
-  UniqueFd file_;             // the temporary file, with -o
-  std::string path_;          // FILE, with -o
-  std::string temp_path_;     // FILE.tmp.XXXXXX until it is renamed
-  std::string what_;          // how a failed write is described
-  std::string special_path_;  // -o names a device, FIFO or socket: written in place
-  std::string buffer_;
-};
-
-Result<std::unique_ptr<ExportWriter>> ExportWriter::ToFile(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("-o {}: is a directory; name the file to write the export to",
-                                 DisplayName(path)));
-  }
-  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
-    // A device, FIFO or socket (-o /dev/stdout, /dev/null, a pipe): written to as a shell
-    // redirection would, never replaced by a rename (as root, that would replace /dev/null).
-    UniqueFd special(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (!special) {
-      return MakeError(ErrnoError(errno, fmt::format("-o {}: open", DisplayName(path))));
-    }
-    auto writer = std::unique_ptr<ExportWriter>(new ExportWriter(special.get(), ""));
-    writer->what_ = "write " + DisplayName(path);
-    writer->special_path_ = path;
-    writer->file_ = std::move(special);
-    return writer;
-  }
-  std::string temp = path + ".tmp.XXXXXX";
-  if (temp.size() >= sizeof pending_temp_path) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("-o {}: the name is too long", DisplayName(path)));
-  }
-  // The signals stay blocked from before the file exists until the handler knows its name: no
-  // moment has it on disk with no one to remove it.
-  sigset_t signals;
-  sigemptyset(&signals);
-  struct sigaction action {};
-  action.sa_handler = RemoveTempFileAndDie;
-  sigemptyset(&action.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
-    sigaddset(&signals, sig);
-    ::sigaction(sig, &action, nullptr);
-  }
-  sigset_t old_mask;
-  ::sigprocmask(SIG_BLOCK, &signals, &old_mask);
-  UniqueFd fd(::mkostemp(temp.data(), O_CLOEXEC));
-  const int create_errno = errno;
-  if (fd) {
-    std::copy(temp.begin(), temp.end(), pending_temp_path);
-    pending_temp_path[temp.size()] = '\0';
-  }
-  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-  if (!fd) {
-    return MakeError(ErrnoError(
-        create_errno, fmt::format("-o {}: create {}", DisplayName(path), DisplayName(temp))));
-  }
-  auto writer = std::unique_ptr<ExportWriter>(new ExportWriter(fd.get(), path));
-  writer->temp_path_ = temp;
-  writer->what_ = "write " + DisplayName(temp);
-  writer->file_ = std::move(fd);
-  // mkstemp makes the file 0600; give it the mode a shell redirection would.
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  if (::fchmod(writer->fd_, 0666 & ~mask) != 0) {
-    return MakeError(ErrnoError(errno, "chmod " + DisplayName(temp)));
-  }
-  return writer;
-}
-
-Status ExportWriter::Finish() {
-  SIGNET_RETURN_IF_ERROR(Drain());
-  if (path_.empty()) {
-    return OkStatus();
-  }
-  const std::string shown = DisplayName(temp_path_);
-  if (::fsync(fd_) != 0) {
-    return MakeError(ErrnoError(errno, "fsync " + shown));
-  }
-  if (auto closed = file_.Close(); !closed) {
-    return MakeError(std::move(closed).error().WithContext("close " + shown));
-  }
-  if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
-    return MakeError(ErrnoError(errno, fmt::format("rename {} to {}", shown, DisplayName(path_))));
-  }
-  temp_path_.clear();
-  pending_temp_path[0] = '\0';
-  // The rename itself is durable once the directory is synced. Some filesystems cannot fsync a
-  // directory (EINVAL); the file's data is safe regardless.
-  std::filesystem::path parent = std::filesystem::path(path_).parent_path();
-  if (parent.empty()) {
-    parent = ".";
-  }
-  UniqueFd dir(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir && ::fsync(dir.get()) != 0 && errno != EINVAL && errno != ENOTSUP) {
-    return MakeError(ErrnoError(errno, "fsync " + DisplayName(parent.string())));
-  }
-  return OkStatus();
-}
-
 // ---- The summary -------------------------------------------------------------------------------
 
 // Tally watches the lines going out for the summary line: the checkpoint (from the header) and the
@@ -369,7 +175,7 @@ class AuditExportCommand final : public Command {
   // With --socket: fetches the export from signetd into `writer`. Errors: the connection's,
   // kUnavailable (signetd refused: its message), those of `writer`.
   [[nodiscard]] Status FetchExport(const audit::ExportOptions& options, Tally& tally,
-                                   ExportWriter& writer, std::optional<Error>& write_error);
+                                   OutputFile& writer, std::optional<Error>& write_error);
 
   std::string log_dir_;
   std::string socket_;
@@ -573,9 +379,9 @@ int AuditExportCommand::Run(Console& console) {
     console.Error(Explain(usable.error()));
     return kExitFailed;
   }
-  std::unique_ptr<ExportWriter> writer;
+  std::unique_ptr<OutputFile> writer;
   if (output_option_->count() > 0) {
-    auto file = ExportWriter::ToFile(output_);
+    auto file = OutputFile::ToFile(output_, "-o", "the export");
     if (!file) {
       console.Error(file.error().message());
       return kExitFailed;
@@ -584,7 +390,7 @@ int AuditExportCommand::Run(Console& console) {
   } else {
     // A reader that goes away (`| head`) is a write error (EPIPE), reported, not a silent death.
     ::signal(SIGPIPE, SIG_IGN);
-    writer = ExportWriter::ToStdout();
+    writer = OutputFile::ToStdout();
   }
 
   Tally tally;
@@ -608,13 +414,7 @@ int AuditExportCommand::Run(Console& console) {
     std::string message = write_error ? write_error->message()
                           : remote    ? DisplayName(exported.error().message())
                                       : Explain(exported.error());
-    if (writer->replaces_file() && !writer->renamed()) {
-      std::error_code ec;
-      const bool exists = std::filesystem::exists(output_, ec);
-      message += fmt::format(" ({} {})", DisplayName(output_),
-                             exists ? "is unchanged" : "was not created");
-    }
-    console.Error(message);
+    console.Error(message + writer->UnchangedNote());
     return kExitFailed;
   }
   if (!quiet_) {
@@ -624,7 +424,7 @@ int AuditExportCommand::Run(Console& console) {
 }
 
 Status AuditExportCommand::FetchExport(const audit::ExportOptions& options, Tally& tally,
-                                       ExportWriter& writer, std::optional<Error>& write_error) {
+                                       OutputFile& writer, std::optional<Error>& write_error) {
   Endpoint endpoint;
   endpoint.socket = socket_;
   SIGNET_ASSIGN_OR_RETURN(auto client, DaemonClient::Connect(endpoint));

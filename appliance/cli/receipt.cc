@@ -1,11 +1,19 @@
 #include "appliance/cli/internal/receipt.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <utility>
 
 #include "appliance/audit/audit.h"
+#include "appliance/cli/internal/console.h"
 
 namespace signet::cli {
 
@@ -140,6 +148,101 @@ Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
   receipt.key_fingerprint = std::string(key_fingerprint);
   receipt.seq = answered["seq"].get<std::uint64_t>();
   return receipt;
+}
+
+formats::NoteCheck RememberingCheck(formats::NoteCheck check) {
+  // Past this many notes (batches) the memory starts over: a bound, not a cost in practice.
+  constexpr std::size_t kMaxNotes = 4096;
+  struct Memory {
+    std::mutex mu;
+    std::map<std::string, Result<std::string>, std::less<>> answers;
+  };
+  return [check = std::move(check),
+          memory = std::make_shared<Memory>()](std::string_view note) -> Result<std::string> {
+    std::lock_guard lock(memory->mu);
+    auto it = memory->answers.find(note);
+    if (it == memory->answers.end()) {
+      if (memory->answers.size() >= kMaxNotes) {
+        memory->answers.clear();
+      }
+      it = memory->answers.emplace(std::string(note), check(note)).first;
+    }
+    return it->second;
+  };
+}
+
+std::string BundleKey(std::string_view name) {
+  return std::filesystem::path(name).lexically_normal().native();
+}
+
+Result<ReceiptBundle> ReadReceiptBundle(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
+    return MakeError(ErrnoError(errno, "--bundle " + DisplayName(path)));
+  }
+  ReceiptBundle bundle;
+  std::uint64_t line_number = 0;
+  auto take_line = [&](std::string_view line) -> Status {
+    ++line_number;
+    if (line.empty()) {
+      return OkStatus();
+    }
+    const std::string where = fmt::format("--bundle {} line {}", DisplayName(path), line_number);
+    auto receipt = formats::ParseReceipt(line);
+    if (!receipt) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       where + ": not a receipt: " + receipt.error().message());
+    }
+    const auto [it, added] =
+        bundle.by_name.emplace(BundleKey(receipt->leaf.name), bundle.receipts.size());
+    if (!added) {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("{}: a second receipt for {} (the first is on line {}); a "
+                      "bundle holds one receipt per file",
+                      where, DisplayName(receipt->leaf.name), bundle.lines[it->second]));
+    }
+    bundle.receipts.push_back(std::move(*receipt));
+    bundle.lines.push_back(line_number);
+    return OkStatus();
+  };
+  std::string buffer(1 << 20, '\0');
+  std::string partial;  // the start of a line that the last read cut
+  while (true) {
+    const ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return MakeError(ErrnoError(errno, "--bundle " + DisplayName(path)));
+    }
+    if (n == 0) {
+      break;
+    }
+    std::string_view chunk(buffer.data(), static_cast<std::size_t>(n));
+    for (std::size_t nl = chunk.find('\n'); nl != std::string_view::npos; nl = chunk.find('\n')) {
+      if (partial.empty()) {
+        SIGNET_RETURN_IF_ERROR(take_line(chunk.substr(0, nl)));
+      } else {
+        partial.append(chunk.substr(0, nl));
+        SIGNET_RETURN_IF_ERROR(take_line(partial));
+        partial.clear();
+      }
+      chunk.remove_prefix(nl + 1);
+    }
+    partial.append(chunk);
+    if (partial.size() > formats::kMaxReceiptBytes) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       fmt::format("--bundle {} line {}: longer than {} bytes: not a receipt",
+                                   DisplayName(path), line_number + 1, formats::kMaxReceiptBytes));
+    }
+  }
+  if (!partial.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("--bundle {} line {}: cut short (no newline at its end)",
+                                 DisplayName(path), line_number + 1));
+  }
+  return bundle;
 }
 
 }  // namespace signet::cli

@@ -34,6 +34,7 @@
 #include "appliance/cli/internal/daemon_client.h"
 #include "appliance/cli/internal/digest.h"
 #include "appliance/cli/internal/json_line.h"
+#include "appliance/cli/internal/output_file.h"
 #include "appliance/cli/internal/parse.h"
 #include "appliance/cli/internal/progress.h"
 #include "appliance/cli/internal/receipt.h"
@@ -65,8 +66,10 @@ FILE gets FILE.sig (with --out-dir DIR: DIR/FILE.sig, FILE's relative path mirro
 the raw signature that `openssl dgst -sha256 -verify pub.pem -signature FILE.sig FILE` checks.
 With a key of format "batch", each FILE gets FILE.receipt instead: a Merkle batch receipt (one HSM
 signature covers a whole request), checked against the key before it is written; `signet verify`
-checks it offline. Signatures and receipts are written to a temporary file and renamed into
-place. An existing FILE.sig (FILE.receipt) is never replaced without --force: its FILE fails and
+checks it offline. With --bundle FILE, every receipt goes to FILE instead, one JSON line each,
+and `signet verify --bundle FILE` checks them: FILE appears (or is replaced, with --force) only
+once it is whole and fsync'd, and its files are reported signed only then. Signatures and receipts
+are written to a temporary file and renamed into place. An existing FILE.sig (FILE.receipt) is never replaced without --force: its FILE fails and
 its digest is not sent. With -r, files named *.sig or *.receipt found in directories are skipped.
 
 Prints "signed FILE -> FILE.sig (seq N)" per file as its batch is answered (--json: one object
@@ -94,6 +97,7 @@ Exit status: 0 every file signed, 1 a file failed (or the daemon could not be us
 Examples:
   signet sign --key release dist/*.tar.gz
   signet sign --key release -r --out-dir sigs/ dist/
+  signet sign --key batch -r --bundle dist.receipts dist/
   signet sign --key release --wait --wait-timeout 600 dist/app.tar.gz
   signet sign --key release --collect 5d41402abc4b2a76b9719d911017c592 dist/app.tar.gz
   signet sign --socket /run/signet/sign.sock --key release --json build/app.bin | jq .seq
@@ -123,6 +127,7 @@ struct SignSettings {
   std::string key;
   bool recursive = false;
   std::optional<std::filesystem::path> out_dir;
+  std::optional<std::string> bundle;  // --bundle FILE: every receipt in FILE
   std::size_t batch_size = kDefaultBatch;
   bool batch_size_given = false;
   bool force = false;
@@ -211,6 +216,7 @@ class SignCommand final : public Command {
   std::string requests_;
   bool recursive_ = false;
   std::string out_dir_;
+  std::string bundle_;
   std::string batch_size_;
   bool force_ = false;
   bool json_ = false;
@@ -224,6 +230,7 @@ class SignCommand final : public Command {
   CLI::Option* collect_option_ = nullptr;
   CLI::Option* requests_option_ = nullptr;
   CLI::Option* out_dir_option_ = nullptr;
+  CLI::Option* bundle_option_ = nullptr;
   CLI::Option* batch_option_ = nullptr;
 };
 
@@ -240,6 +247,11 @@ CLI::App* SignCommand::Register(CLI::App& parent) {
                                     "Write the signature of a/b/c to DIR/a/b/c.sig instead of "
                                     "a/b/c.sig (PATHs must then be relative, without '..')")
                         ->type_name("DIR");
+  bundle_option_ = app->add_option("--bundle", bundle_,
+                                   "Batch keys: write every receipt to FILE, one JSON line each, "
+                                   "instead of a FILE.receipt per file")
+                       ->type_name("FILE")
+                       ->excludes(out_dir_option_);
   batch_option_ =
       app->add_option("--batch-size", batch_size_,
                       "Files per request to signetd, 1 to 10000 (default 256; 8192 for batch keys)")
@@ -323,6 +335,12 @@ Result<SignSettings> SignCommand::Validate() const {
       return MakeError(ErrorCode::kInvalidArgument, "--out-dir needs a directory name");
     }
     settings.out_dir = out_dir_;
+  }
+  if (bundle_option_->count() > 0) {
+    if (bundle_.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "--bundle needs a file name");
+    }
+    settings.bundle = bundle_;
   }
   for (const std::string& arg : paths_) {
     if (arg.empty()) {
@@ -424,8 +442,9 @@ struct HeldBatch {
 // SignRun is one `signet sign` run after setup: it owns the results and prints them.
 class SignRun {
  public:
-  SignRun(const SignSettings& settings, const KeyInfo& key, Console& console)
-      : settings_(settings), key_(key), console_(console) {
+  // `bundle`: with --bundle, where the receipts go (else null).
+  SignRun(const SignSettings& settings, const KeyInfo& key, Console& console, OutputFile* bundle)
+      : settings_(settings), key_(key), console_(console), bundle_(bundle) {
     char host[256] = {};
     if (::gethostname(host, sizeof(host) - 1) == 0) {
       host_ = host;
@@ -433,6 +452,9 @@ class SignRun {
   }
 
   std::string SignaturePath(const std::string& path) const {
+    if (settings_.bundle) {
+      return *settings_.bundle;
+    }
     const char* suffix = key_.batch() ? ".receipt" : ".sig";
     if (settings_.out_dir) {
       return (*settings_.out_dir / std::filesystem::path(path).relative_path()).native() + suffix;
@@ -454,6 +476,14 @@ class SignRun {
     }
     if (!given_.contains(name) && (name.ends_with(".sig") || name.ends_with(".receipt"))) {
       return;  // a signature or receipt found by -r: not an artifact to sign
+    }
+    if (not_artifacts_.contains(
+            {outcome.digest->identity.device, outcome.digest->identity.inode})) {
+      // Named on the command line: said why; found by -r: skipped, as a receipt would be.
+      if (given_.contains(name)) {
+        Report({name, SignaturePath(name), std::nullopt, "is the --bundle file; not signed"});
+      }
+      return;
     }
     Pending item{name, SignaturePath(name), outcome.digest->size(),
                  outcome.digest->digests.front().Hex()};
@@ -574,6 +604,34 @@ class SignRun {
     return SyncFilesystems(written_dirs_);
   }
   void Given(const std::filesystem::path& path) { given_.insert(path.native()); }
+  // The file with this device and inode is no artifact (the --bundle file, or its temporary file).
+  void NotAnArtifact(std::uint64_t device, std::uint64_t inode) {
+    not_artifacts_.insert({device, inode});
+  }
+
+  // --bundle, once every answer is in: renames the bundle into place and only then reports its
+  // files signed; if it cannot be written, they fail. A run that has no receipt to write leaves
+  // FILE as it was.
+  void FinishBundle() {
+    if (bundle_ == nullptr) {
+      return;
+    }
+    if (bundled_.empty()) {
+      console_.Error("no receipt to write" + bundle_->UnchangedNote());
+      return;
+    }
+    if (!bundle_error_) {
+      if (Status finished = bundle_->Finish(); !finished) {
+        bundle_error_ = finished.error();
+      }
+    }
+    const std::string failure =
+        bundle_error_ ? bundle_error_->message() + bundle_->UnchangedNote() : "";
+    for (const Bundled& file : bundled_) {
+      Report({file.path, file.signature_path, file.seq,
+              bundle_error_ ? std::optional(failure) : std::nullopt});
+    }
+  }
 
  private:
   // Why `item` cannot be signed before anything is sent, if it cannot.
@@ -582,7 +640,7 @@ class SignRun {
       return "the name is not valid UTF-8 or is too long for signetd";
     }
     struct stat st {};
-    if (!settings_.force && ::lstat(item.signature_path.c_str(), &st) == 0) {
+    if (!settings_.force && !settings_.bundle && ::lstat(item.signature_path.c_str(), &st) == 0) {
       return fmt::format("{} exists; use --force", DisplayName(item.signature_path));
     }
     return std::nullopt;
@@ -726,14 +784,7 @@ class SignRun {
     const json& batches = batches_it != reply.end() ? *batches_it : kNoBatches;
     const std::string request_id = reply.value("request_id", std::string());
     // Each batch's note is checked once (one ECDSA verification per batch, not per file).
-    std::map<std::string, Result<std::string>, std::less<>> checked;
-    formats::NoteCheck check = [&](std::string_view note) -> Result<std::string> {
-      auto it = checked.find(note);
-      if (it == checked.end()) {
-        it = checked.emplace(std::string(note), key_.receipt_key->check(note)).first;
-      }
-      return it->second;
-    };
+    const formats::NoteCheck check = RememberingCheck(key_.receipt_key->check);
     std::vector<Result<formats::Receipt>> receipts;
     receipts.reserve(batch.size());
     // Per batch of the answer: its files (indices into `batch`) when it carries no proofs.
@@ -780,7 +831,8 @@ class SignRun {
                                             : "")});
       return;
     }
-    auto text = formats::SerializeReceipt(*receipt);
+    auto text = formats::SerializeReceipt(
+        *receipt, bundle_ ? formats::ReceiptLayout::kOneLine : formats::ReceiptLayout::kIndented);
     if (!text) {
       Report({item.path, item.signature_path, receipt->seq, text.error().message()});
       return;
@@ -790,6 +842,18 @@ class SignRun {
 
   // Writes `bytes` to item.signature_path (creating --out-dir's directories) and reports the file.
   void WriteOutput(const Pending& item, std::uint64_t seq, std::span<const std::uint8_t> bytes) {
+    if (bundle_ != nullptr) {  // reported by FinishBundle
+      std::lock_guard lock(bundle_mu_);
+      if (!bundle_error_) {
+        Status written = bundle_->Write(
+            std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+        if (!written) {
+          bundle_error_ = written.error();
+        }
+      }
+      bundled_.push_back({item.path, item.signature_path, seq});
+      return;
+    }
     Status written = OkStatus();
     if (settings_.out_dir) {
       std::error_code ec;
@@ -856,6 +920,18 @@ class SignRun {
   std::vector<HeldBatch> held_;  // appended by the senders; read once they are done
   std::mutex dirs_mu_;
   std::set<std::string> written_dirs_;  // directories that received a signature
+  // --bundle: the file, the receipts written to it (reported once it is in place), and its first
+  // failure.
+  struct Bundled {
+    std::string path;
+    std::string signature_path;
+    std::uint64_t seq = 0;
+  };
+  OutputFile* bundle_ = nullptr;
+  std::set<std::pair<std::uint64_t, std::uint64_t>> not_artifacts_;
+  std::mutex bundle_mu_;
+  std::vector<Bundled> bundled_;
+  std::optional<Error> bundle_error_;
 };
 
 int SignCommand::Run(Console& console) {
@@ -893,6 +969,23 @@ int SignCommand::Run(Console& console) {
   if (key->batch() && !settings->batch_size_given) {
     settings->batch_size = kDefaultReceiptBatch;
   }
+  std::unique_ptr<OutputFile> bundle;
+  if (settings->bundle) {
+    if (!key->batch()) {
+      console.Err(
+          fmt::format("signet sign: --bundle is for keys of format batch; key {} has "
+                      "format {} (its signatures are FILE.sig files)\nRun with --help for "
+                      "more information.\n",
+                      DisplayName(key->name), DisplayName(key->format)));
+      return kExitUsage;
+    }
+    auto file = OutputFile::ToFile(*settings->bundle, "--bundle", "the receipts", settings->force);
+    if (!file) {
+      console.Error(file.error().message());
+      return kExitFailed;
+    }
+    bundle = std::move(*file);
+  }
   if (settings->collect && !key->batch()) {
     auto raw_key = MakeRawKey(key->public_key_pem, key->scheme, key->hash);
     if (!raw_key) {
@@ -912,9 +1005,17 @@ int SignCommand::Run(Console& console) {
   }
 
   const auto start = std::chrono::steady_clock::now();
-  SignRun run(*settings, *key, console);
+  SignRun run(*settings, *key, console, bundle.get());
   for (const auto& path : settings->paths) {
     run.Given(path);
+  }
+  if (bundle) {  // neither the bundle nor its temporary file is signed when -r meets it
+    for (const std::string& name : {*settings->bundle, bundle->temp_path()}) {
+      struct stat st {};
+      if (!name.empty() && ::stat(name.c_str(), &st) == 0) {
+        run.NotAnArtifact(st.st_dev, st.st_ino);
+      }
+    }
   }
   // Hashing may run two batches ahead of the senders.
   BatchQueue queue(settings->requests + 2);
@@ -942,6 +1043,7 @@ int SignCommand::Run(Console& console) {
   } else {
     run.ReportHeld();
   }
+  run.FinishBundle();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

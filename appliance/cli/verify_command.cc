@@ -60,6 +60,11 @@ ECDSA P-256): the key's fingerprint, the note's signature, the leaf, the inclusi
 file's size and digest, in that order; a failure names the step: key unknown, signature wrong,
 note does not match the receipt, leaf altered, proof wrong, file changed.
 
+With --bundle FILE (`signet sign --bundle`), each FILE's receipt is the bundle's line for that
+name instead (a FILE not in the bundle fails: no receipt); without FILEs, every file the bundle
+names is checked, by the name it was signed under (relative to the current directory, as `signet
+sign` was given it). A malformed line fails the whole bundle, naming the line.
+
 Prints "FILE: OK" or "FILE: FAILED (REASON)" per file in argument order, and a summary on stderr.
 
 Exit status: 0 every signature verified, 1 a file failed (or the key could not be used),
@@ -68,6 +73,7 @@ Exit status: 0 every signature verified, 1 a file failed (or the key could not b
 Examples:
   signet verify --key-file release.pub.pem dist/*.tar.gz
   signet verify --key-file release.pub.pem --sig-dir sigs/ dist/app.tar.gz
+  signet verify --key-file batch.pub.pem --bundle dist.receipts
   signet verify --key-file rsa.pub.pem --rsa-padding pss --hash sha512 firmware.bin
   signet verify --key-file release.pub.pem --json dist/*.tar.gz | jq 'select(.ok | not)')footer";
 
@@ -267,6 +273,7 @@ Result<Verdict> VerifyDigest(const PublicKey& key, bool pss, const pipeline::Dig
 struct VerifySettings {
   std::vector<std::filesystem::path> files;
   std::vector<std::string> signature_paths;  // one per file
+  std::optional<std::string> bundle;         // --bundle FILE: the receipts are its lines
   std::optional<pipeline::DigestAlgorithm> hash;
   bool pss = false;
   bool json = false;
@@ -289,9 +296,11 @@ class VerifyCommand final : public Command {
   std::string sig_dir_;
   std::string rsa_padding_ = "pkcs1";
   bool json_ = false;
+  std::string bundle_;
   std::vector<std::string> files_;
 
   CLI::Option* sig_dir_option_ = nullptr;
+  CLI::Option* bundle_option_ = nullptr;
 };
 
 CLI::App* VerifyCommand::Register(CLI::App& parent) {
@@ -313,7 +322,12 @@ CLI::App* VerifyCommand::Register(CLI::App& parent) {
                   "RSA signature padding: pkcs1 (PKCS#1 v1.5, default) or pss")
       ->type_name("MODE");
   app->add_flag("--json", json_, "One JSON object per file and line: path, signature, ok, error");
-  app->add_option("FILE", files_, "Files whose signatures to check")->required();
+  bundle_option_ = app->add_option("--bundle", bundle_,
+                                   "Check receipts from the bundle FILE (signet sign --bundle); "
+                                   "without FILEs, every file it names")
+                       ->type_name("FILE")
+                       ->excludes(sig_dir_option_);
+  app->add_option("FILE", files_, "Files whose signatures to check");
   app->footer(std::string(kFooter));
   return app;
 }
@@ -337,6 +351,16 @@ Result<VerifySettings> VerifyCommand::Validate() const {
         ErrorCode::kInvalidArgument,
         fmt::format("--rsa-padding '{}': expected pkcs1 or pss", DisplayName(rsa_padding_)));
   }
+  if (bundle_option_->count() > 0) {
+    if (bundle_.empty()) {
+      return MakeError(ErrorCode::kInvalidArgument, "--bundle needs a file name");
+    }
+    settings.bundle = bundle_;
+  } else if (files_.empty()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "no FILE to verify (name the files; with --bundle, none checks every file "
+                     "the bundle names)");
+  }
   const bool mirror = sig_dir_option_->count() > 0;
   if (mirror && sig_dir_.empty()) {
     return MakeError(ErrorCode::kInvalidArgument, "--sig-dir needs a directory name");
@@ -347,6 +371,10 @@ Result<VerifySettings> VerifyCommand::Validate() const {
     }
     const std::filesystem::path path(file);
     settings.files.push_back(path);
+    if (settings.bundle) {
+      settings.signature_paths.push_back(*settings.bundle);
+      continue;
+    }
     if (!mirror) {
       settings.signature_paths.push_back(file + ".sig");
       continue;
@@ -421,21 +449,48 @@ const pipeline::Digest* FindDigest(const pipeline::FileDigest& file,
   return nullptr;
 }
 
-// Reads and parses FILE.receipt, makes the receipt key from --key-file's bytes the first time, and
-// adds the receipt's digest algorithm to those the hasher computes. The error is the file's
-// verdict.
+// Makes the receipt key from --key-file's bytes when the first receipt is met. The error is the
+// receipt's file's verdict.
+std::optional<Verdict> NeedReceiptKey(std::string_view key_bytes,
+                                      std::optional<Result<ReceiptKey>>& receipt_key) {
+  if (!receipt_key) {
+    receipt_key = MakeReceiptKey(key_bytes);
+    if (receipt_key->has_value()) {
+      (*receipt_key)->check = RememberingCheck(std::move((*receipt_key)->check));
+    }
+  }
+  if (!receipt_key->has_value()) {
+    return Failed("key_unknown",
+                  "receipt: key unknown: the key file cannot check batch receipts: " +
+                      receipt_key->error().message());
+  }
+  return std::nullopt;
+}
+
+// A parsed receipt (read from `where`), whose digest algorithm is added to those the hasher
+// computes. The error is the file's verdict.
+tl::expected<formats::Receipt, Verdict> AcceptReceipt(
+    formats::Receipt receipt, const std::string& where,
+    std::vector<pipeline::DigestAlgorithm>& algorithms) {
+  auto algorithm = pipeline::ParseDigestAlgorithm(receipt.leaf.digest_algorithm);
+  if (!algorithm) {
+    return tl::unexpected(Failed("malformed_receipt", "malformed receipt " + where +
+                                                          ": unknown digest algorithm " +
+                                                          receipt.leaf.digest_algorithm));
+  }
+  if (std::find(algorithms.begin(), algorithms.end(), *algorithm) == algorithms.end()) {
+    algorithms.push_back(*algorithm);
+  }
+  return receipt;
+}
+
+// Reads and parses FILE.receipt (AcceptReceipt). The error is the file's verdict.
 tl::expected<formats::Receipt, Verdict> LoadReceipt(
     const std::string& path, std::string_view key_bytes,
     std::optional<Result<ReceiptKey>>& receipt_key,
     std::vector<pipeline::DigestAlgorithm>& algorithms) {
-  if (!receipt_key) {
-    receipt_key = MakeReceiptKey(key_bytes);
-  }
-  if (!receipt_key->has_value()) {
-    return tl::unexpected(Failed("key_unknown",
-                                 "receipt: key unknown: the key file cannot check "
-                                 "batch receipts: " +
-                                     receipt_key->error().message()));
+  if (auto refused = NeedReceiptKey(key_bytes, receipt_key)) {
+    return tl::unexpected(std::move(*refused));
   }
   auto text = ReadSmallFile(path, formats::kMaxReceiptBytes);
   if (!text) {
@@ -447,16 +502,25 @@ tl::expected<formats::Receipt, Verdict> LoadReceipt(
     return tl::unexpected(Failed("malformed_receipt",
                                  "malformed receipt " + path + ": " + receipt.error().message()));
   }
-  auto algorithm = pipeline::ParseDigestAlgorithm(receipt->leaf.digest_algorithm);
-  if (!algorithm) {
-    return tl::unexpected(Failed("malformed_receipt", "malformed receipt " + path +
-                                                          ": unknown digest algorithm " +
-                                                          receipt->leaf.digest_algorithm));
+  return AcceptReceipt(std::move(*receipt), path, algorithms);
+}
+
+// The receipt for `name` in `bundle` (AcceptReceipt). The error is the file's verdict.
+tl::expected<formats::Receipt, Verdict> BundledReceipt(
+    const std::string& name, const std::string& bundle_path, const ReceiptBundle& bundle,
+    std::string_view key_bytes, std::optional<Result<ReceiptKey>>& receipt_key,
+    std::vector<pipeline::DigestAlgorithm>& algorithms) {
+  const auto it = bundle.by_name.find(BundleKey(name));
+  if (it == bundle.by_name.end()) {
+    return tl::unexpected(
+        Failed("no_signature", fmt::format("no receipt: {} has none for this name", bundle_path)));
   }
-  if (std::find(algorithms.begin(), algorithms.end(), *algorithm) == algorithms.end()) {
-    algorithms.push_back(*algorithm);
+  if (auto refused = NeedReceiptKey(key_bytes, receipt_key)) {
+    return tl::unexpected(std::move(*refused));
   }
-  return std::move(*receipt);
+  return AcceptReceipt(bundle.receipts[it->second],
+                       fmt::format("{} line {}", bundle_path, bundle.lines[it->second]),
+                       algorithms);
 }
 
 std::string SnakeCase(std::string_view name) {
@@ -505,6 +569,21 @@ int VerifyCommand::Run(Console& console) {
                     DisplayName(key_file_), key->description));
     return kExitUsage;
   }
+  std::optional<ReceiptBundle> bundle;
+  if (settings->bundle) {
+    auto read = ReadReceiptBundle(*settings->bundle);
+    if (!read) {
+      console.Error(read.error().message());
+      return kExitFailed;
+    }
+    bundle = std::move(*read);
+    if (settings->files.empty()) {  // every file the bundle names, in its order
+      for (const formats::Receipt& receipt : bundle->receipts) {
+        settings->files.emplace_back(receipt.leaf.name);
+        settings->signature_paths.push_back(*settings->bundle);
+      }
+    }
+  }
   const pipeline::DigestAlgorithm algorithm =
       settings->hash.value_or(key->kind == KeyKind::kEcP384 ? pipeline::DigestAlgorithm::kSha384
                                                             : pipeline::DigestAlgorithm::kSha256);
@@ -529,6 +608,18 @@ int VerifyCommand::Run(Console& console) {
     }
     if (S_ISDIR(st.st_mode)) {
       verdicts[i] = Failed("not_a_file", "is a directory; name the files in it");
+      continue;
+    }
+    if (bundle) {
+      auto verdict =
+          BundledReceipt(name, *settings->bundle, *bundle, *key_bytes, receipt_key, algorithms);
+      if (!verdict) {
+        verdicts[i] = std::move(verdict).error();
+        continue;
+      }
+      receipts[i] = std::move(*verdict);
+      to_hash.push_back(settings->files[i]);
+      index_of.push_back(i);
       continue;
     }
     const std::string& sig_path = settings->signature_paths[i];

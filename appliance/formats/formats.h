@@ -95,9 +95,14 @@ struct Receipt {
   friend bool operator==(const Receipt&, const Receipt&) = default;
 };
 
-// JSON, one object, keys sorted, ending in a newline. Errors: kInvalidArgument (a name that is
-// not valid UTF-8).
-[[nodiscard]] Result<std::string> SerializeReceipt(const Receipt& receipt);
+// How SerializeReceipt lays a receipt out: indented over several lines (a FILE.receipt), or on one
+// line (a line of a receipt bundle, `signet sign --bundle`).
+enum class ReceiptLayout : std::uint8_t { kIndented, kOneLine };
+
+// JSON, one object, keys sorted, ending in a newline (the only one with kOneLine). Errors:
+// kInvalidArgument (a name that is not valid UTF-8).
+[[nodiscard]] Result<std::string> SerializeReceipt(const Receipt& receipt,
+                                                   ReceiptLayout layout = ReceiptLayout::kIndented);
 // Errors: kInvalidArgument (not a receipt of this version, a missing or mistyped field, a value
 // out of its limits; the message names the field).
 [[nodiscard]] Result<Receipt> ParseReceipt(std::string_view text);

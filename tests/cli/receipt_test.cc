@@ -479,6 +479,133 @@ TEST_F(ReceiptTest, RecursiveSkipsReceiptsFoundInDirectories) {
   EXPECT_EQ(result.exit_code, 0) << result;
 }
 
+// `signet sign --bundle`: one file of receipts, one JSON line each, the same receipts as
+// FILE.receipt files would hold; `signet verify --bundle` and verify_receipt.py check them, each
+// change failing its own file at its own step.
+TEST_F(ReceiptTest, ABundleHoldsEveryReceiptAndEachChangeFailsItsFile) {
+  const std::vector<std::string> files = MakeFiles(12);
+  std::vector<std::string> args = files;
+  args.insert(args.end(), {"--bundle", "all.receipts"});
+  ProcessResult result = Sign(args);
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_THAT(result.err, HasSubstr("signed 12 files with key batch")) << result;
+  EXPECT_THAT(result.out, HasSubstr("signed f0.bin -> all.receipts (seq ")) << result;
+  std::map<std::string, std::string> lines;  // by the name in the receipt
+  {
+    std::istringstream in(ReadFile(dir() / "all.receipts"));
+    for (std::string line; std::getline(in, line);) {
+      const json receipt = json::parse(line);
+      EXPECT_EQ(receipt["type"], "signet-batch-receipt/v1");
+      EXPECT_EQ(receipt["tree_size"].get<std::uint64_t>(), 12u);
+      lines[receipt["leaf"]["name"].get<std::string>()] = line;
+    }
+  }
+  ASSERT_EQ(lines.size(), files.size());
+  for (const std::string& file : files) {
+    EXPECT_TRUE(lines.contains(file)) << file;
+    EXPECT_FALSE(std::filesystem::exists(dir() / (file + ".receipt"))) << file;
+  }
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+
+  // Without FILEs: every file the bundle names; with them: those, by name.
+  result = Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "all.receipts"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  std::map<std::string, std::string> verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts.size(), files.size()) << result;
+  for (const std::string& file : files) {
+    EXPECT_EQ(verdicts[file], "OK") << file;
+  }
+  result = Tool({"python3", VERIFY_RECEIPT_SCRIPT, "batch.pub.pem", "--bundle", "all.receipts"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  EXPECT_EQ(Verdicts(result.out).size(), files.size()) << result;
+  Make("unsigned.bin", "never signed");
+  result = Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "all.receipts", "./f2.bin",
+                   "unsigned.bin"});
+  EXPECT_EQ(result.exit_code, 1) << result;
+  verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts["./f2.bin"], "OK") << result;
+  EXPECT_EQ(verdicts["unsigned.bin"], "FAILED (no receipt: all.receipts has none for this name)")
+      << result;
+
+  // One artifact changed, one receipt's proof changed, one signed by another key: each fails at
+  // its own step, and only those.
+  std::string content = ReadFile(dir() / files[3]);
+  content[content.size() / 2] ^= 0x01;
+  WriteFile(dir() / files[3], content);
+  json changed = json::parse(lines[files[5]]);
+  auto node = Base64Decode(changed["inclusion_proof"][1].get<std::string>());
+  ASSERT_TRUE(node) << node.error();
+  (*node)[7] ^= 0x10;
+  changed["inclusion_proof"][1] = Base64Encode(*node);
+  lines[files[5]] = changed.dump();
+  std::string bundle;
+  for (const auto& [name, line] : lines) {
+    bundle += line + "\n";
+  }
+  WriteFile(dir() / "all.receipts", bundle);
+  for (const bool python : {false, true}) {
+    SCOPED_TRACE(python ? "verify_receipt.py" : "signet verify");
+    result =
+        python
+            ? Tool({"python3", VERIFY_RECEIPT_SCRIPT, "batch.pub.pem", "--bundle", "all.receipts"})
+            : Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "all.receipts"});
+    EXPECT_EQ(result.exit_code, 1) << result;
+    verdicts = Verdicts(result.out);
+    EXPECT_EQ(verdicts.size(), files.size()) << result;
+    for (const std::string& file : files) {
+      if (file == files[3]) {
+        EXPECT_THAT(verdicts[file], HasSubstr("file changed")) << result;
+      } else if (file == files[5]) {
+        EXPECT_THAT(verdicts[file], HasSubstr("proof wrong")) << result;
+      } else {
+        EXPECT_EQ(verdicts[file], "OK") << file;
+      }
+    }
+  }
+  result = Signet({"verify", "--key-file", "other.pub.pem", "--bundle", "all.receipts", files[0]});
+  EXPECT_EQ(result.exit_code, 1) << result;
+  EXPECT_THAT(result.out, HasSubstr("key unknown")) << result;
+
+  // A line that is not a receipt fails the bundle, naming the line.
+  WriteFile(dir() / "bad.receipts", lines[files[0]] + "\n{\"type\": 7}\n");
+  result = Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "bad.receipts"});
+  EXPECT_EQ(result.exit_code, 1) << result;
+  EXPECT_THAT(result.err, HasSubstr("--bundle bad.receipts line 2: not a receipt")) << result;
+}
+
+// An existing bundle is kept without --force (nothing is signed), replaced with it; -r does not
+// sign the bundle or its temporary file; a key of format raw has no bundles.
+TEST_F(ReceiptTest, ABundleIsReplacedOnlyWithForceAndIsNoArtifact) {
+  std::filesystem::create_directories(dir() / "rel");
+  Make("rel/a", "a");
+  Make("rel/b", "b");
+  Make("rel/old.receipts", "old bundle\n");
+  ProcessResult result = Sign({"-r", "rel", "--bundle", "rel/old.receipts"});
+  EXPECT_EQ(result.exit_code, 1) << result;
+  EXPECT_THAT(result.err, HasSubstr("--bundle rel/old.receipts: exists; use --force to replace it"))
+      << result;
+  EXPECT_EQ(ReadFile(dir() / "rel/old.receipts"), "old bundle\n");
+  const std::uint64_t records = log_->stats().tree_size;
+
+  result = Sign({"-r", "rel", "--bundle", "rel/old.receipts", "--force"});
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_THAT(result.err, HasSubstr("signed 2 files with key batch")) << result;
+  EXPECT_GT(log_->stats().tree_size, records);
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+  result = Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "rel/old.receipts"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  EXPECT_EQ(Verdicts(result.out).size(), 2u) << result;
+  for (const auto& entry : std::filesystem::directory_iterator(dir() / "rel")) {
+    EXPECT_THAT(entry.path().filename().string(), ::testing::Not(HasSubstr(".tmp."))) << entry;
+  }
+
+  result =
+      Signet({"sign", "--socket", socket_, "--key", "default", "--bundle", "x.receipts", "rel/a"});
+  EXPECT_EQ(result.exit_code, 2) << result;
+  EXPECT_THAT(result.err, HasSubstr("--bundle is for keys of format batch")) << result;
+  EXPECT_FALSE(std::filesystem::exists(dir() / "x.receipts"));
+}
+
 // A batch answered without proofs is rebuilt by the client from its own leaves: an answer that
 // puts them elsewhere in the tree (here: two leaf indices swapped, which the note's signature
 // cannot catch) makes a tree whose root is not the signed one, and one that names a leaf twice

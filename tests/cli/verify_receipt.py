@@ -6,8 +6,10 @@ command, so that tests/cli/receipt_test.cc can check that what `signet sign --ke
 what the documentation says, and that `signet verify` and this script agree on every receipt.
 
 Usage: verify_receipt.py PUB.pem FILE...
+       verify_receipt.py PUB.pem --bundle BUNDLE [FILE...]
 
-For each FILE, reads FILE.receipt and prints "FILE: OK" or "FILE: FAILED (<step>)", where <step> is
+For each FILE, reads FILE.receipt (with --bundle: the BUNDLE line whose receipt names FILE; without
+FILEs, every file BUNDLE names) and prints "FILE: OK" or "FILE: FAILED (<step>)", where <step> is
 the first of BATCH.md's verification steps that fails: key unknown, signature wrong, note does not
 match the receipt, leaf altered, proof wrong, file changed (or "malformed receipt" when the receipt
 cannot be read at all). Exits 0 when every FILE is OK, 1 when any fails, 2 on a usage error.
@@ -186,11 +188,14 @@ def is_uint(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def verify(pub_pem, der, path):
-    """Raises Failed(step) at the first step that fails."""
+def verify(pub_pem, der, path, text=None):
+    """Raises Failed(step) at the first step that fails. `text`: the receipt (from a bundle), else
+    FILE.receipt is read."""
     try:
-        with open(path + ".receipt", "rb") as f:
-            receipt = json.loads(f.read().decode("utf-8"))
+        if text is None:
+            with open(path + ".receipt", "rb") as f:
+                text = f.read()
+        receipt = json.loads(text.decode("utf-8"))
         if receipt.get("type") != "signet-batch-receipt/v1":
             raise ValueError("type")
         leaf = receipt["leaf"]
@@ -264,16 +269,39 @@ def verify(pub_pem, der, path):
         raise Failed("file changed")
 
 
+def read_bundle(path):
+    """BATCH.md, "Receipt bundles": one receipt per line; name -> the line's bytes."""
+    receipts = {}
+    with open(path, "rb") as f:
+        for line in f.read().split(b"\n"):
+            if line:
+                name = json.loads(line.decode("utf-8"))["leaf"]["name"]
+                if os.path.normpath(name) in receipts:
+                    raise SystemExit("a second receipt for " + name)
+                receipts[os.path.normpath(name)] = (name, line)
+    return receipts
+
+
 def main(argv):
-    if len(argv) < 3:
-        print("usage: verify_receipt.py PUB.pem FILE...", file=sys.stderr)
+    if len(argv) < 3 or (argv[2] == "--bundle" and len(argv) < 4):
+        print("usage: verify_receipt.py PUB.pem [--bundle BUNDLE] FILE...", file=sys.stderr)
         return 2
     pub_pem = argv[1]
     der = spki_der(pub_pem)
+    bundle = None
+    paths = argv[2:]
+    if argv[2] == "--bundle":
+        bundle = read_bundle(argv[3])
+        paths = argv[4:] or [name for name, _ in bundle.values()]
     failed = False
-    for path in argv[2:]:
+    for path in paths:
         try:
-            verify(pub_pem, der, path)
+            if bundle is None:
+                verify(pub_pem, der, path)
+            elif os.path.normpath(path) not in bundle:
+                raise Failed("no receipt")
+            else:
+                verify(pub_pem, der, path, bundle[os.path.normpath(path)][1])
             print("%s: OK" % path)
         except Failed as e:
             failed = True

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -248,7 +249,7 @@ TEST(ReceiptTest, ParserRefusesWhatIsNotAReceipt) {
 // What SerializeReceipt wrote before it built the text by hand: nlohmann's dump(2) of the object
 // (keys sorted). The receipt format is this text, byte for byte (BATCH.md: pretty-printed, keys
 // sorted, ending in a newline); it must not drift.
-std::string ReferenceText(const Receipt& receipt) {
+std::string ReferenceText(const Receipt& receipt, int indent = 2) {
   using nlohmann::json;
   json proof = json::array();
   for (const auto& hash : receipt.inclusion_proof) {
@@ -271,7 +272,7 @@ std::string ReferenceText(const Receipt& receipt) {
   if (receipt.seq) {
     out["seq"] = *receipt.seq;
   }
-  return out.dump(2) + "\n";
+  return out.dump(indent) + "\n";
 }
 
 TEST(ReceiptTest, TextIsByteForByteNlohmannsPrettyDump) {
@@ -297,6 +298,14 @@ TEST(ReceiptTest, TextIsByteForByteNlohmannsPrettyDump) {
     auto parsed = ParseReceipt(*text);
     ASSERT_TRUE(parsed) << i << ": " << parsed.error();
     EXPECT_EQ(*parsed, cases[i]) << i;
+    // A bundle's line: nlohmann's compact dump, one newline, at the end only.
+    auto line = SerializeReceipt(cases[i], ReceiptLayout::kOneLine);
+    ASSERT_TRUE(line) << i << ": " << line.error();
+    EXPECT_EQ(*line, ReferenceText(cases[i], -1)) << i;
+    EXPECT_EQ(std::count(line->begin(), line->end(), '\n'), 1) << i;
+    auto reparsed = ParseReceipt(*line);
+    ASSERT_TRUE(reparsed) << i << ": " << reparsed.error();
+    EXPECT_EQ(*reparsed, cases[i]) << i;
   }
   // The same notes again, in another order (the escaped note is kept between calls).
   for (std::size_t i = cases.size(); i-- > 0;) {

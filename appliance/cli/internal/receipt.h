@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "appliance/base/base.h"
@@ -26,6 +27,10 @@ struct ReceiptKey {
 // From a PEM or DER public key (ECDSA P-256, as batch keys are). Errors: kInvalidArgument (not a
 // public key the note code supports).
 [[nodiscard]] Result<ReceiptKey> MakeReceiptKey(std::string_view public_key);
+
+// `check`, with its answers remembered by note text: the receipts of one batch share their note,
+// so checking a batch's receipts costs one signature verification, not one per file. Thread-safe.
+formats::NoteCheck RememberingCheck(formats::NoteCheck check);
 
 // One file of a sign request, as `signet sign` sent it.
 struct RequestedFile {
@@ -54,6 +59,23 @@ struct RequestedFile {
 // whose batch is not complete in the answer is replaced by an error.
 void DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
                   const std::vector<std::size_t>& members, const formats::NoteCheck& check);
+
+// A receipt bundle as `signet sign --bundle FILE` writes it: one receipt per line (BATCH.md,
+// "Receipt bundles"), each parsed, in the bundle's order.
+struct ReceiptBundle {
+  std::vector<formats::Receipt> receipts;
+  std::vector<std::uint64_t> lines;  // receipts[i] is on line lines[i] (empty lines are skipped)
+  // BundleKey(a receipt's leaf name) -> its index in `receipts`.
+  std::unordered_map<std::string, std::size_t> by_name;
+};
+
+// How a name is looked up in a bundle: lexically normal ("./a//b" and "a/b" are one name).
+std::string BundleKey(std::string_view name);
+
+// Reads the bundle at `path` (a regular file, or a FIFO or device read to its end). Errors:
+// those of open and read, naming `path`; kInvalidArgument naming the line of a malformed receipt,
+// of a line over formats::kMaxReceiptBytes, or of a second receipt for one name.
+[[nodiscard]] Result<ReceiptBundle> ReadReceiptBundle(const std::string& path);
 
 }  // namespace signet::cli
 
