@@ -14,6 +14,9 @@ cache, and times:
                                               (8192 files), a FILE.receipt each; all verified with
                                               `signet verify`, HSM signatures counted from the
                                               receipts' distinct batch ids
+  signet sign --key batch -r --bundle B DIR   the same, every receipt in one bundle file B (outside
+                                              DIR, on the same tmpfs), verified with
+                                              `signet verify --bundle B`
   openssl dgst -sha256 -sign key.pem          one process per file, a shell loop (sample, scaled)
   openssl dgst -binary | pkcs11-tool --sign   per file, same token (sample, scaled)
   plain C_Sign, ECDSA P-256                   bench/hsm_bench BM_PlainSign with 1, 2 and 4 threads
@@ -151,13 +154,17 @@ def set_verify(state, on):
         f.write("\n".join(out) + "\n")
 
 
-def signet_rounds(args, proc, sock, root, count, key="default"):
-    """Runs `signet sign --key KEY -r root` args.rounds times; returns (median files/s, signetd
-    CPU s per round, signet CPU s per round, median seconds)."""
+def signet_rounds(args, proc, sock, root, count, key="default", bundle=None):
+    """Runs `signet sign --key KEY -r root` (with --bundle BUNDLE) args.rounds times; returns
+    (median files/s, signetd CPU s per round, signet CPU s per round, median seconds)."""
     cmd = [args.signet, "sign", "--socket", sock, "--key", key, "-r", root]
+    if bundle:
+        cmd += ["--bundle", bundle]
     times, daemon_cpu, client_cpu = [], [], []
     for _ in range(args.rounds):
         remove_signatures(root)
+        if bundle and os.path.exists(bundle):
+            os.unlink(bundle)
         d0, c0 = cpu_seconds(proc.pid), children_cpu()
         times.append(timed(cmd, quiet=True))
         daemon_cpu.append(cpu_seconds(proc.pid) - d0)
@@ -237,6 +244,24 @@ def main():
                             receipt_bytes += len(text)
                             batch_ids.add(json.loads(text)["batch_id"])
                         results["batch"] = batch + (len(batch_ids), receipt_bytes / count)
+                        # The same, every receipt in one bundle file.
+                        remove_signatures(root)
+                        bundle = root + ".receipts"
+                        bundled = signet_rounds(args, proc, sock, root, count, key="batch",
+                                                bundle=bundle)
+                        run([args.signet, "verify", "--key-file", batch_pub, "--bundle", bundle],
+                            stderr=subprocess.DEVNULL)
+                        batch_ids = set()
+                        with open(bundle) as f:
+                            lines = f.read().splitlines()
+                        for line in lines:
+                            batch_ids.add(json.loads(line)["batch_id"])
+                        if len(lines) != count:
+                            sys.exit(f"sign_compare: the bundle has {len(lines)} receipts, "
+                                     f"not {count}")
+                        results["bundle"] = bundled + (len(batch_ids),
+                                                       os.path.getsize(bundle) / count)
+                        os.unlink(bundle)
                 finally:
                     proc.terminate()
                     proc.wait()
@@ -279,18 +304,20 @@ def main():
                 print(f"      median of {args.rounds}: {wall:.2f} s; CPU: signetd {d_cpu:.2f} s, "
                       f"signet {c_cpu:.2f} s (2 cores = {2 * wall:.2f} CPU-s); "
                       f"signetd peak RSS {rss / 1024:.1f} MiB")
-            rate, d_cpu, c_cpu, wall, hsm_ops, receipt_size = results["batch"]
-            line = (f"  signet sign, batch key {rate:8.0f} files/s  "
-                    f"{rate / openssl_rate:6.1f}x openssl loop")
-            if size <= 64 * 1024:
-                line += " (target 300x)"
-                if ceiling:
-                    line += f"  {rate / ceiling:.2f}x C_Sign ceiling (target 2.5x)"
-            print(line)
-            print(f"      median of {args.rounds}: {wall:.2f} s; CPU: signetd {d_cpu:.2f} s, "
-                  f"signet {c_cpu:.2f} s; HSM signatures for the last round's {count} receipts: "
-                  f"{hsm_ops} (one per {count / hsm_ops:.0f} artifacts); receipts "
-                  f"{receipt_size:.0f} bytes each on average")
+            for kind, label in (("batch", "batch key   "), ("bundle", "batch bundle")):
+                rate, d_cpu, c_cpu, wall, hsm_ops, receipt_size = results[kind]
+                line = (f"  signet sign, {label} {rate:8.0f} files/s  "
+                        f"{rate / openssl_rate:6.1f}x openssl loop")
+                if size <= 64 * 1024:
+                    line += " (target 300x)"
+                    if ceiling:
+                        line += f"  {rate / ceiling:.2f}x C_Sign ceiling (target 2.5x)"
+                print(line)
+                print(f"      median of {args.rounds}: {wall:.2f} s; CPU: signetd {d_cpu:.2f} s, "
+                      f"signet {c_cpu:.2f} s; HSM signatures for the last round's {count} "
+                      f"receipts: {hsm_ops} (one per {count / hsm_ops:.0f} artifacts); receipts "
+                      f"{receipt_size:.0f} bytes each on average" +
+                      (" (one file)" if kind == "bundle" else ""))
             print(f"  openssl dgst loop       {openssl_rate:8.0f} files/s  (sample of {len(sample)})")
             print(f"  pkcs11-tool loop        {p11_rate:8.0f} files/s  (sample of {len(p11)})")
             sys.stdout.flush()
