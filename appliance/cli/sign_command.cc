@@ -66,11 +66,13 @@ FILE gets FILE.sig (with --out-dir DIR: DIR/FILE.sig, FILE's relative path mirro
 the raw signature that `openssl dgst -sha256 -verify pub.pem -signature FILE.sig FILE` checks.
 With a key of format "batch", each FILE gets FILE.receipt instead: a Merkle batch receipt (one HSM
 signature covers a whole request), checked against the key before it is written; `signet verify`
-checks it offline. With --bundle FILE, every receipt goes to FILE instead, one JSON line each,
-and `signet verify --bundle FILE` checks them: FILE appears (or is replaced, with --force) only
-once it is whole and fsync'd, and its files are reported signed only then. Signatures and receipts
-are written to a temporary file and renamed into place. An existing FILE.sig (FILE.receipt) is never replaced without --force: its FILE fails and
+checks it offline. Signatures and receipts are written to a temporary file and renamed into
+place. An existing FILE.sig (FILE.receipt) is never replaced without --force: its FILE fails and
 its digest is not sent. With -r, files named *.sig or *.receipt found in directories are skipped.
+
+With --bundle FILE (batch keys), every receipt goes to FILE instead, one JSON line each, and
+`signet verify --bundle FILE` checks them. FILE appears (or is replaced, only with --force) once it
+is whole and fsync'd, and its files are reported signed only then; -r never signs FILE itself.
 
 Prints "signed FILE -> FILE.sig (seq N)" per file as its batch is answered (--json: one object
 per file: path, signature_path, seq, ok, error), errors on stderr, and a summary on stderr. A
