@@ -173,6 +173,19 @@ def signet_rounds(args, proc, sock, root, count, key="default", bundle=None):
             statistics.median(client_cpu), statistics.median(times))
 
 
+def rate_line(label, rate, openssl_rate, ceiling, size, loop_target, ceiling_target):
+    """One result line: files/s and the ratios (with the issue's targets, for small files)."""
+    line = (f"  signet sign, {label} {rate:8.0f} files/s  "
+            f"{rate / openssl_rate:6.1f}x openssl loop")
+    if size > 64 * 1024:
+        return line + f"  {rate * size / (1 << 20):.0f} MiB/s hashed"
+    line += f" (target {loop_target})"
+    if ceiling:
+        line += f"  {rate / ceiling:.2f}x C_Sign ceiling"
+        line += f" (target {ceiling_target})" if ceiling_target else ""
+    return line
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--signet", default="build-release/appliance/cli/signet")
@@ -290,29 +303,15 @@ def main():
             print(f"{name}:")
             for verify in (False, True):
                 rate, d_cpu, c_cpu, wall, rss = results[verify]
-                label = "verify off" if not verify else "verify on "
-                line = (f"  signet sign, {label} {rate:8.0f} files/s  "
-                        f"{rate / openssl_rate:6.1f}x openssl loop")
-                if size <= 64 * 1024:
-                    line += " (target 50x)"
-                    if ceiling:
-                        line += f"  {rate / ceiling:.2f}x C_Sign ceiling"
-                        line += " (target 0.6x)" if not verify else ""
-                else:
-                    line += f"  {rate * size / (1 << 20):.0f} MiB/s hashed"
-                print(line)
+                label = "verify off  " if not verify else "verify on   "
+                print(rate_line(label, rate, openssl_rate, ceiling, size, "50x",
+                                "0.6x" if not verify else None))
                 print(f"      median of {args.rounds}: {wall:.2f} s; CPU: signetd {d_cpu:.2f} s, "
                       f"signet {c_cpu:.2f} s (2 cores = {2 * wall:.2f} CPU-s); "
                       f"signetd peak RSS {rss / 1024:.1f} MiB")
             for kind, label in (("batch", "batch key   "), ("bundle", "batch bundle")):
                 rate, d_cpu, c_cpu, wall, hsm_ops, receipt_size = results[kind]
-                line = (f"  signet sign, {label} {rate:8.0f} files/s  "
-                        f"{rate / openssl_rate:6.1f}x openssl loop")
-                if size <= 64 * 1024:
-                    line += " (target 300x)"
-                    if ceiling:
-                        line += f"  {rate / ceiling:.2f}x C_Sign ceiling (target 2.5x)"
-                print(line)
+                print(rate_line(label, rate, openssl_rate, ceiling, size, "300x", "2.5x"))
                 print(f"      median of {args.rounds}: {wall:.2f} s; CPU: signetd {d_cpu:.2f} s, "
                       f"signet {c_cpu:.2f} s; HSM signatures for the last round's {count} "
                       f"receipts: {hsm_ops} (one per {count / hsm_ops:.0f} artifacts); receipts "

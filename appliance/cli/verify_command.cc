@@ -610,16 +610,19 @@ int VerifyCommand::Run(Console& console) {
       verdicts[i] = Failed("not_a_file", "is a directory; name the files in it");
       continue;
     }
-    if (bundle) {
-      auto verdict =
-          BundledReceipt(name, *settings->bundle, *bundle, *key_bytes, receipt_key, algorithms);
-      if (!verdict) {
-        verdicts[i] = std::move(verdict).error();
-        continue;
+    // A receipt found: hashed unless it could not be read (that is the file's verdict).
+    auto take_receipt = [&](tl::expected<formats::Receipt, Verdict> loaded) {
+      if (!loaded) {
+        verdicts[i] = std::move(loaded).error();
+        return;
       }
-      receipts[i] = std::move(*verdict);
+      receipts[i] = std::move(*loaded);
       to_hash.push_back(settings->files[i]);
       index_of.push_back(i);
+    };
+    if (bundle) {
+      take_receipt(
+          BundledReceipt(name, *settings->bundle, *bundle, *key_bytes, receipt_key, algorithms));
       continue;
     }
     const std::string& sig_path = settings->signature_paths[i];
@@ -628,14 +631,7 @@ int VerifyCommand::Run(Console& console) {
     struct stat receipt_st {};
     if (!signature && signature.error().code() == ErrorCode::kNotFound &&
         ::stat(receipt_path.c_str(), &receipt_st) == 0) {
-      auto verdict = LoadReceipt(receipt_path, *key_bytes, receipt_key, algorithms);
-      if (!verdict) {
-        verdicts[i] = std::move(verdict).error();
-        continue;
-      }
-      receipts[i] = std::move(*verdict);
-      to_hash.push_back(settings->files[i]);
-      index_of.push_back(i);
+      take_receipt(LoadReceipt(receipt_path, *key_bytes, receipt_key, algorithms));
       continue;
     }
     if (!signature) {
