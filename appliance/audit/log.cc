@@ -23,7 +23,6 @@
 namespace signet::audit {
 namespace {
 
-using internal::PreparedRecord;
 using pipeline::MerkleHash;
 
 // How many of the newest records Open re-hashes and compares with their stored leaves.
@@ -65,13 +64,29 @@ std::int64_t NowMicros() {
 
 std::string RootText(const MerkleHash& root) { return Base64Encode(root); }
 
+// A record's prepared bytes in its Pending's text, and where its index entries are.
 struct Prepared {
-  PreparedRecord record;
-  std::vector<std::pair<std::string, Bytes>> digests;  // algorithm, raw digest: the index
+  std::size_t offset = 0;  // into Pending::text: head, then middle
+  std::size_t head_size = 0;
+  std::size_t size = 0;
+  std::size_t digests_end = 0;  // its digests are Pending::digests from the previous one's end
 };
 
+// An index entry: algorithm, raw digest (in Pending::digest_bytes).
+struct DigestEntry {
+  std::string algorithm;
+  std::size_t offset = 0;
+  std::size_t size = 0;
+};
+
+// One Submit's records. Their bytes share one buffer, and their digests another: ten thousand
+// records are then a handful of allocations rather than tens of thousands (each of which grew
+// and shrank the allocating thread's heap).
 struct Pending {
+  std::string text;
   std::vector<Prepared> records;
+  std::vector<DigestEntry> digests;
+  Bytes digest_bytes;
   Log::Done done;
 };
 
@@ -342,6 +357,32 @@ Result<std::unique_ptr<Log>> Log::Open(const LogOptions& options,
 
 // ---- Appending ---------------------------------------------------------------------------------
 
+namespace {
+
+// The index entries of `record`, onto `pending`. Errors: kInvalidArgument (a digest that is not
+// hex, or of an odd size).
+Status AddDigests(const Record& record, Pending& pending) {
+  for (const auto& [algorithm, hex] : record.digests) {
+    auto raw = HexDecode(hex);
+    if (!raw || raw->empty() || raw->size() > 128 || algorithm.size() > 32) {
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "audit record digest " + algorithm + " is not a hex digest");
+    }
+    // Indexed under the pipeline's name of the algorithm, so "SHA-256" and "sha256" agree.
+    auto known = pipeline::ParseDigestAlgorithm(algorithm);
+    if (pending.digests.empty()) {
+      pending.digest_bytes.reserve(pending.records.capacity() * raw->size());
+    }
+    pending.digests.push_back(
+        {known ? std::string(pipeline::DigestAlgorithmName(*known)) : algorithm,
+         pending.digest_bytes.size(), raw->size()});
+    pending.digest_bytes.insert(pending.digest_bytes.end(), raw->begin(), raw->end());
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Status Log::Submit(std::vector<Record> records, Done done) {
   State& s = *state_;
   if (records.empty()) {
@@ -350,29 +391,26 @@ Status Log::Submit(std::vector<Record> records, Done done) {
   Pending pending;
   pending.done = std::move(done);
   pending.records.reserve(records.size());
+  internal::RecordPreparer preparer;  // `records` stays put until the loop ends
   for (Record& record : records) {
     record.host_id = s.options.host_id;
     Prepared prepared;
-    SIGNET_ASSIGN_OR_RETURN(prepared.record, internal::PrepareRecord(record));
-    if (prepared.record.head.size() + prepared.record.middle.size() + 64 >
-        s.options.max_record_bytes) {
+    prepared.offset = pending.text.size();
+    SIGNET_ASSIGN_OR_RETURN(prepared.head_size, preparer.Append(record, pending.text));
+    prepared.size = pending.text.size() - prepared.offset;
+    if (prepared.size + 64 > s.options.max_record_bytes) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       "audit record of " + std::to_string(prepared.record.head.size()) +
+                       "audit record of " + std::to_string(prepared.head_size) +
                            " bytes is larger than max_record_bytes (" +
                            std::to_string(s.options.max_record_bytes) + ")");
     }
-    for (const auto& [algorithm, hex] : record.digests) {
-      auto raw = HexDecode(hex);
-      if (!raw || raw->empty() || raw->size() > 128 || algorithm.size() > 32) {
-        return MakeError(ErrorCode::kInvalidArgument,
-                         "audit record digest " + algorithm + " is not a hex digest");
-      }
-      // Indexed under the pipeline's name of the algorithm, so "SHA-256" and "sha256" agree.
-      auto known = pipeline::ParseDigestAlgorithm(algorithm);
-      prepared.digests.emplace_back(
-          known ? std::string(pipeline::DigestAlgorithmName(*known)) : algorithm, std::move(*raw));
+    if (pending.records.empty()) {
+      // About the first record's size times their number: the buffer rarely grows.
+      pending.text.reserve(std::min<std::size_t>(prepared.size + 64, 2048) * records.size());
     }
-    pending.records.push_back(std::move(prepared));
+    SIGNET_RETURN_IF_ERROR(AddDigests(record, pending));
+    prepared.digests_end = pending.digests.size();
+    pending.records.push_back(prepared);
   }
   std::lock_guard lock(s.mu);
   if (s.failure) {
@@ -429,11 +467,17 @@ Status Log::State::CommitGroup(std::vector<Pending>& group,
   pipeline::MerkleBuilder next = builder;
   std::int64_t time_us = std::max(NowMicros(), last_time_us);
   Status put = OkStatus();
+  std::string bytes;  // one record's, its buffer reused from record to record
   for (Pending& pending : group) {
     ranges.push_back(SeqRange{next.size(), pending.records.size()});
-    for (Prepared& prepared : pending.records) {
+    const std::string_view text = pending.text;
+    std::size_t digest = 0;
+    for (const Prepared& prepared : pending.records) {
       const std::uint64_t seq = next.size();
-      const std::string bytes = internal::FinishRecord(prepared.record, seq, time_us);
+      internal::FinishRecordInto(
+          bytes, text.substr(prepared.offset, prepared.head_size),
+          text.substr(prepared.offset + prepared.head_size, prepared.size - prepared.head_size),
+          seq, time_us);
       SIGNET_RETURN_IF_ERROR(write.PutRecord(seq, bytes));
       next.Append(pipeline::LeafHash(AsBytes(bytes)), [&](const pipeline::MerkleNode& node) {
         if (put) {
@@ -441,8 +485,12 @@ Status Log::State::CommitGroup(std::vector<Pending>& group,
         }
       });
       SIGNET_RETURN_IF_ERROR(put);
-      for (const auto& [algorithm, digest] : prepared.digests) {
-        SIGNET_RETURN_IF_ERROR(write.PutDigest(algorithm, digest, seq));
+      for (; digest < prepared.digests_end; ++digest) {
+        const DigestEntry& entry = pending.digests[digest];
+        SIGNET_RETURN_IF_ERROR(write.PutDigest(
+            entry.algorithm,
+            std::span<const std::uint8_t>(pending.digest_bytes).subspan(entry.offset, entry.size),
+            seq));
       }
     }
   }

@@ -104,7 +104,8 @@ tl::unexpected<Error> NotUtf8(std::string_view field, std::size_t offset) {
 // that ends up with no members vanish, key and all.
 class ObjectWriter {
  public:
-  explicit ObjectWriter(std::string& out) : out_(out) {}
+  // `any`: members were written before this writer's (a comma goes before its first).
+  explicit ObjectWriter(std::string& out, bool any = false) : out_(out), any_(any) {}
 
   // Starts a member: the comma that separates it from the previous one, if any.
   void Next() {
@@ -161,8 +162,12 @@ class ObjectWriter {
   bool parent_any_ = false;
 };
 
-// Writes every top-level field that sorts before "seq", in byte order.
-Status WriteHead(const Record& r, ObjectWriter& top) {
+// The top-level fields that sort before "seq" come in three parts: the front (algorithm,
+// approvers), the item (artifact, batch), and the back (decision to requester). A request's
+// records differ mostly in their item part; RecordPreparer reuses the others' bytes.
+
+// Writes the front fields, in byte order.
+Status WriteFront(const Record& r, ObjectWriter& top) {
   SIGNET_RETURN_IF_ERROR(top.String("algorithm", r.algorithm, "algorithm"));
   if (!r.approvers.empty()) {
     std::string& out = top.out();
@@ -179,6 +184,11 @@ Status WriteHead(const Record& r, ObjectWriter& top) {
     }
     out.push_back(']');
   }
+  return OkStatus();
+}
+
+// Writes the item fields, in byte order.
+Status WriteItem(const Record& r, ObjectWriter& top) {
   {
     ObjectWriter artifact = top.BeginObject("artifact");
     if (!r.digests.empty()) {
@@ -221,6 +231,12 @@ Status WriteHead(const Record& r, ObjectWriter& top) {
     }
     top.EndObject(batch);
   }
+  return OkStatus();
+}
+
+// Writes the back fields, in byte order. A field added here (or to WriteFront) must be compared
+// in SameBack (SameFront) too, or RecordPreparer would reuse a previous record's bytes for it.
+Status WriteBack(const Record& r, ObjectWriter& top) {
   SIGNET_RETURN_IF_ERROR(top.String("decision", r.decision, "decision"));
   SIGNET_RETURN_IF_ERROR(top.String("detail", r.detail, "detail"));
   SIGNET_RETURN_IF_ERROR(top.String("format", r.format, "format"));
@@ -290,6 +306,27 @@ Status WriteHead(const Record& r, ObjectWriter& top) {
   return OkStatus();
 }
 
+bool SameFront(const Record& a, const Record& b) {
+  return a.algorithm == b.algorithm && a.approvers == b.approvers;
+}
+
+bool SameBack(const Record& a, const Record& b) {
+  return a.decision == b.decision && a.detail == b.detail && a.format == b.format &&
+         a.host_id == b.host_id && a.key_fingerprint == b.key_fingerprint &&
+         a.key_name == b.key_name && a.kind == b.kind && a.peer_address == b.peer_address &&
+         a.peer_pid == b.peer_pid && a.policy_rule == b.policy_rule &&
+         a.policy_version == b.policy_version && a.client_host == b.client_host &&
+         a.request_id == b.request_id && a.ticket == b.ticket && a.tool_name == b.tool_name &&
+         a.tool_version == b.tool_version && a.requester == b.requester;
+}
+
+// The fields of `r` that `write` writes, alone (no leading comma), into `out`.
+Status WritePart(const Record& r, Status (*write)(const Record&, ObjectWriter&), std::string& out) {
+  out.clear();
+  ObjectWriter part(out);
+  return write(r, part);
+}
+
 }  // namespace
 
 std::string_view RecordKindName(RecordKind kind) {
@@ -319,37 +356,82 @@ Status AppendJsonString(std::string& out, std::string_view text, std::string_vie
   return OkStatus();
 }
 
-Result<PreparedRecord> PrepareRecord(const Record& record) {
-  PreparedRecord prepared;
-  prepared.head.reserve(512);
-  prepared.head.push_back('{');
-  ObjectWriter top(prepared.head);
-  SIGNET_RETURN_IF_ERROR(WriteHead(record, top));
-  if (top.any()) {
-    prepared.head.push_back(',');
+Result<std::size_t> RecordPreparer::Append(const Record& record, std::string& out) {
+  const Record* previous = std::exchange(previous_, nullptr);  // until this one is done
+  const std::size_t start = out.size();
+  // Written where it goes, then checked and written in order: an error names the first bad
+  // field, as WriteFront, WriteItem, WriteBack in turn would.
+  auto written = [&]() -> Status {
+    if (previous == nullptr || !SameFront(*previous, record)) {
+      SIGNET_RETURN_IF_ERROR(WritePart(record, WriteFront, front_));
+    }
+    out.push_back('{');
+    out.append(front_);
+    ObjectWriter top(out, !front_.empty());
+    SIGNET_RETURN_IF_ERROR(WriteItem(record, top));
+    if (previous == nullptr || !SameBack(*previous, record)) {
+      SIGNET_RETURN_IF_ERROR(WritePart(record, WriteBack, back_));
+    }
+    if (!back_.empty()) {
+      top.Next();
+      out.append(back_);
+    }
+    if (top.any()) {
+      out.push_back(',');
+    }
+    return OkStatus();
+  }();
+  if (!written) {
+    out.resize(start);
+    return MakeError(std::move(written).error());
   }
+  const std::size_t head_size = out.size() - start;
   if (!record.signature_sha256.empty()) {
-    prepared.middle = "\"signature_sha256\":";
-    SIGNET_RETURN_IF_ERROR(
-        AppendJsonString(prepared.middle, record.signature_sha256, "signature_sha256"));
-    prepared.middle.push_back(',');
+    if (previous == nullptr || previous->signature_sha256 != record.signature_sha256) {
+      middle_ = "\"signature_sha256\":";
+      if (auto bad = AppendJsonString(middle_, record.signature_sha256, "signature_sha256"); !bad) {
+        out.resize(start);
+        return MakeError(std::move(bad).error());
+      }
+      middle_.push_back(',');
+    }
+    out.append(middle_);
   }
+  previous_ = &record;
+  return head_size;
+}
+
+Result<PreparedRecord> RecordPreparer::Prepare(const Record& record) {
+  PreparedRecord prepared;
+  prepared.text.reserve(512 + record.artifact_name.size() + record.detail.size() +
+                        (record.batch ? record.batch->note.size() : 0));
+  SIGNET_ASSIGN_OR_RETURN(prepared.head_size, Append(record, prepared.text));
   return prepared;
 }
 
-std::string FinishRecord(const PreparedRecord& prepared, std::uint64_t seq, std::int64_t time_us) {
-  std::string out;
-  out.reserve(prepared.head.size() + prepared.middle.size() + 64);
-  out.append(prepared.head);
+Result<PreparedRecord> PrepareRecord(const Record& record) {
+  return RecordPreparer().Prepare(record);
+}
+
+void FinishRecordInto(std::string& out, std::string_view head, std::string_view middle,
+                      std::uint64_t seq, std::int64_t time_us) {
+  out.clear();
+  out.reserve(head.size() + middle.size() + 64);
+  out.append(head);
   out.append("\"seq\":");
   AppendInt(out, seq);
   out.push_back(',');
-  out.append(prepared.middle);
+  out.append(middle);
   out.append("\"time_us\":");
   AppendInt(out, time_us);
   out.append(",\"v\":");
   AppendInt(out, kRecordVersion);
   out.push_back('}');
+}
+
+std::string FinishRecord(const PreparedRecord& prepared, std::uint64_t seq, std::int64_t time_us) {
+  std::string out;
+  FinishRecordInto(out, prepared.head(), prepared.middle(), seq, time_us);
   return out;
 }
 

@@ -21,13 +21,12 @@
 #include <utility>
 
 #include "appliance/formats/formats.h"
+#include "appliance/service/internal/answer.h"
 #include "appliance/service/internal/call.h"
 #include "appliance/service/internal/crypto.h"
 
 namespace signet::service::internal {
 namespace {
-
-using nlohmann::json;
 
 // Hands audit::SignNote a signature the HSM has already made, so the note is formatted (and the
 // signature checked) by the same code as the audit log's checkpoints.
@@ -51,7 +50,6 @@ struct LeafSource {
 
 struct Batch {
   std::string id;
-  std::vector<formats::BatchLeaf> leaves;
   std::vector<LeafSource> sources;  // one per leaf
   pipeline::MerkleTree tree{{}};
   std::string statement;
@@ -99,29 +97,36 @@ Status BuildBatches(Group& group, std::size_t max_leaves) {
                                                          .time = now}));
     return OkStatus();
   };
+  // One leaf, refilled per item: its strings keep their buffers from one item to the next.
+  formats::BatchLeaf leaf;
+  std::size_t remaining = 0;  // leaves not yet placed
+  for (const auto& call : group.calls) {
+    remaining += call->items.size();
+  }
   for (std::size_t c = 0; c < group.calls.size(); ++c) {
     const SignCall& call = *group.calls[c];
     const std::string hash_name(hsm::HashName(call.key->key.spec.hash));
+    leaf.digest_algorithm = hash_name;
+    leaf.request_id = call.request_id;
     for (std::size_t i = 0; i < call.items.size(); ++i) {
-      if (group.batches.empty() || group.batches.back().leaves.size() == max_leaves) {
+      if (group.batches.empty() || group.batches.back().sources.size() == max_leaves) {
         if (!group.batches.empty()) {
           SIGNET_RETURN_IF_ERROR(finish());
         }
-        group.batches.emplace_back();
+        group.batches.emplace_back().sources.reserve(std::min(max_leaves, remaining));
+        hashes.reserve(std::min(max_leaves, remaining));
       }
+      --remaining;
       const SignItem& item = call.items[i];
-      formats::BatchLeaf leaf{.name = item.name,
-                              .size = item.size.value_or(0),
-                              .digest_algorithm = hash_name,
-                              .digest = HexDecode(item.digests.at(hash_name)).value_or(Bytes{}),
-                              .request_id = call.request_id};
+      leaf.name = item.name;
+      leaf.size = item.size.value_or(0);
+      leaf.digest = HexDecode(item.digests.at(hash_name)).value_or(Bytes{});
       auto hash = formats::BatchLeafHash(leaf);
       if (!hash) {
         return MakeError(std::move(hash).error().WithContext("request " + call.request_id +
                                                              " items[" + std::to_string(i) + "]"));
       }
       hashes.push_back(*hash);
-      group.batches.back().leaves.push_back(std::move(leaf));
       group.batches.back().sources.push_back({c, i});
     }
   }
@@ -152,32 +157,79 @@ std::vector<std::vector<LeafRun>> RunsByCall(const Group& group) {
   return runs;
 }
 
+// The answer's items of one run of leaves: each leaf's proof when the batch carries proofs.
+// Errors: kInternal (no proof for a leaf).
+Status AddAnswerItems(const SignCall& call, const Batch& batch, const LeafRun& run,
+                      std::size_t batch_index, bool proofs, BatchAnswer& answer) {
+  for (std::size_t leaf = run.first; leaf < run.first + run.count; ++leaf) {
+    BatchAnswer::Item& out = answer.items.emplace_back();
+    out.name = call.items[batch.sources[leaf].item].name;
+    out.batch = batch_index;
+    out.leaf_index = leaf;
+    if (!proofs) {
+      continue;
+    }
+    auto proof = batch.tree.InclusionProof(leaf);
+    auto leaf_hash = batch.tree.Node(0, leaf);
+    if (!proof || !leaf_hash) {
+      return MakeError(ErrorCode::kInternal, "no inclusion proof for leaf " + std::to_string(leaf) +
+                                                 " of batch " + batch.id);
+    }
+    out.leaf_hash = Base64Encode(*leaf_hash);
+    out.proof.reserve(proof->size());
+    for (const auto& hash : *proof) {
+      out.proof.push_back(Base64Encode(hash));
+    }
+  }
+  return OkStatus();
+}
+
+// The `batch` record of `batch` and the `sign` records of the leaves of `run`, onto `records`.
+// The items' digests move into the records: nothing reads them after.
+void AddRecords(SignCall& call, const Batch& batch, const LeafRun& run,
+                std::vector<audit::Record>& records) {
+  audit::Record base = BaseRecord(call, audit::RecordKind::kBatch);
+  base.signature_sha256 = Sha256Hex(AsBytes(batch.note));
+  base.decision = "allow";
+  base.policy_rule = call.verdict.rule;
+  audit::Record& batch_record = records.emplace_back(base);
+  batch_record.batch = audit::BatchRef{.id = batch.id,
+                                       .leaf_index = std::nullopt,
+                                       .tree_size = batch.tree.size(),
+                                       .root = Base64Encode(batch.tree.Root()),
+                                       .note = batch.note};
+  base.kind = audit::RecordKind::kSign;
+  base.batch = audit::BatchRef{.id = batch.id,
+                               .leaf_index = std::nullopt,
+                               .tree_size = std::nullopt,
+                               .root = "",
+                               .note = ""};
+  for (std::size_t leaf = run.first; leaf < run.first + run.count; ++leaf) {
+    SignItem& item = call.items[batch.sources[leaf].item];
+    audit::Record& r = records.emplace_back(base);
+    r.artifact_name = item.name;
+    r.artifact_size = item.size;
+    r.digests = std::move(item.digests);
+    r.batch->leaf_index = leaf;
+  }
+}
+
 // Records and answers request `c` of a signed group, whose leaves are `runs`: for each batch it
 // has leaves in, a `batch` record and its `sign` records; the answer lists only its own batches
 // and items.
 void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c,
                      const std::vector<LeafRun>& runs) {
   const std::shared_ptr<SignCall>& call = group->calls[c];
-  auto batches_json = std::make_shared<json>(json::array());
-  auto items_json = std::make_shared<json>(json::array());
-  // For the seqs: per batch of this call, how many sign records follow its batch record.
-  auto leaves_per_batch = std::make_shared<std::vector<std::size_t>>();
+  auto answer = std::make_shared<BatchAnswer>();
+  answer->key = call->key->key.name;
+  answer->format = call->key->key.format;
+  answer->key_fingerprint = call->key->key.key.public_key.fingerprint;
+  answer->request_id = call->request_id;
+  answer->items.reserve(call->items.size());
   std::vector<audit::Record> records;
-  records.reserve(call->items.size() + group->batches.size());
+  records.reserve(call->items.size() + runs.size());
   for (const LeafRun& run : runs) {
     const Batch& batch = group->batches[run.batch];
-    const std::string note_sha256 = Sha256Hex(AsBytes(batch.note));
-    audit::Record batch_record = BaseRecord(*call, audit::RecordKind::kBatch);
-    batch_record.batch = audit::BatchRef{.id = batch.id,
-                                         .leaf_index = std::nullopt,
-                                         .tree_size = batch.tree.size(),
-                                         .root = Base64Encode(batch.tree.Root()),
-                                         .note = batch.note};
-    batch_record.signature_sha256 = note_sha256;
-    batch_record.decision = "allow";
-    batch_record.policy_rule = call->verdict.rule;
-    records.push_back(std::move(batch_record));
-    const std::size_t batch_index = batches_json->size();
     // A batch made of this request's leaves alone needs no proofs in the answer: its client has
     // every leaf, rebuilds the tree, checks the root against the note and derives each proof
     // (BATCH.md, "The sign answer"). A batch shared with other requests (a gathering window), and
@@ -185,75 +237,43 @@ void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c,
     // every file as it was), carry each leaf's proof.
     const bool proofs = !call->envelope.client_builds_proofs || !call->approvers.empty() ||
                         run.first != 0 || run.count != batch.tree.size();
-    batches_json->push_back(json{{"batch_id", batch.id},
-                                 {"tree_size", batch.tree.size()},
-                                 {"note", batch.note},
-                                 {"inclusion_proofs", proofs},
-                                 {"seq", nullptr}});
-    leaves_per_batch->push_back(run.count);
-    for (std::size_t leaf = run.first; leaf < run.first + run.count; ++leaf) {
-      const SignItem& item = call->items[batch.sources[leaf].item];
-      if (!proofs) {
-        items_json->push_back(json{
-            {"name", item.name}, {"batch", batch_index}, {"leaf_index", leaf}, {"seq", nullptr}});
-      } else {
-        auto proof = batch.tree.InclusionProof(leaf);
-        auto leaf_hash = batch.tree.Node(0, leaf);
-        if (!proof || !leaf_hash) {
-          FailHsm(call,
-                  Error(ErrorCode::kInternal, "no inclusion proof for leaf " +
-                                                  std::to_string(leaf) + " of batch " + batch.id));
-          return;
-        }
-        json proof_json = json::array();
-        for (const auto& hash : *proof) {
-          proof_json.push_back(Base64Encode(hash));
-        }
-        items_json->push_back(json{{"name", item.name},
-                                   {"batch", batch_index},
-                                   {"leaf_index", leaf},
-                                   {"leaf_hash", Base64Encode(*leaf_hash)},
-                                   {"inclusion_proof", std::move(proof_json)},
-                                   {"seq", nullptr}});
-      }
-      audit::Record r = BaseRecord(*call, audit::RecordKind::kSign);
-      r.artifact_name = item.name;
-      r.artifact_size = item.size;
-      r.digests = item.digests;
-      r.signature_sha256 = note_sha256;
-      r.batch = audit::BatchRef{
-          .id = batch.id, .leaf_index = leaf, .tree_size = std::nullopt, .root = "", .note = ""};
-      r.decision = "allow";
-      r.policy_rule = call->verdict.rule;
-      records.push_back(std::move(r));
+    answer->batches.push_back({.id = batch.id,
+                               .tree_size = batch.tree.size(),
+                               .note = batch.note,
+                               .proofs = proofs,
+                               .items = run.count});
+    if (auto added = AddAnswerItems(*call, batch, run, answer->batches.size() - 1, proofs, *answer);
+        !added) {
+      FailHsm(call, added.error());
+      return;
     }
   }
+  // Once nothing can fail (FailHsm records the first item's digests).
+  for (const LeafRun& run : runs) {
+    AddRecords(*call, group->batches[run.batch], run, records);
+  }
+  // JSON is rendered now, on this HSM worker, and only completed with the seqs on the log's
+  // delivery thread; CBOR goes through nlohmann there.
+  auto rendered = std::make_shared<RenderedAnswer>();
+  if (!call->cbor) {
+    *rendered = RenderBatchAnswer(*answer);
+  }
   auto status = call->state->log.Submit(
-      std::move(records),
-      [call, items_json, batches_json, leaves_per_batch](Result<audit::SeqRange> committed) {
+      std::move(records), [call, group, answer, rendered](Result<audit::SeqRange> committed) {
         if (!committed) {
           spdlog::error("request {}: batch records not recorded, receipts withheld: {}",
                         call->request_id, committed.error().ToString());
           call->respond(AuditUnavailable(committed.error()));
           return;
         }
-        // Submitted batch by batch: the batch record, then this request's leaves in it.
-        std::uint64_t seq = committed->first;
-        std::size_t item = 0;
-        for (std::size_t b = 0; b < leaves_per_batch->size(); ++b) {
-          (*batches_json)[b]["seq"] = seq++;
-          for (std::size_t i = 0; i < (*leaves_per_batch)[b]; ++i) {
-            (*items_json)[item++]["seq"] = seq++;
-          }
+        if (call->cbor) {
+          call->respond(Encode(200, BatchAnswerJson(*answer, committed->first), true));
+          return;
         }
-        call->respond(Encode(200,
-                             json{{"key", call->key->key.name},
-                                  {"format", call->key->key.format},
-                                  {"key_fingerprint", call->key->key.key.public_key.fingerprint},
-                                  {"request_id", call->request_id},
-                                  {"batches", std::move(*batches_json)},
-                                  {"items", std::move(*items_json)}},
-                             call->cbor));
+        net::Response response;
+        response.status = 200;
+        response.body = FinishBatchAnswer(*rendered, committed->first);
+        call->respond(std::move(response));
       });
   if (!status) {
     spdlog::error("request {}: batch records not recorded, receipts withheld: {}", call->request_id,

@@ -470,7 +470,7 @@ TEST(RecordTest, RandomRecordsMatchNlohmannAndRoundTrip) {
     auto prepared = internal::PrepareRecord(record);
     ASSERT_TRUE(prepared.has_value()) << prepared.error();
     EXPECT_EQ(internal::FinishRecord(*prepared, record.seq, record.time_us), *bytes);
-    EXPECT_EQ(prepared->middle.empty(), record.signature_sha256.empty());
+    EXPECT_EQ(prepared->middle().empty(), record.signature_sha256.empty());
 
     auto parsed = ParseRecord(*bytes);
     ASSERT_TRUE(parsed.has_value()) << parsed.error() << "\n" << *bytes;
@@ -478,6 +478,78 @@ TEST(RecordTest, RandomRecordsMatchNlohmannAndRoundTrip) {
   }
   EXPECT_GT(batch_kinds, 100);
   EXPECT_GT(batch_notes, 200);
+}
+
+// A preparer that reuses the previous record's bytes writes what PrepareRecord writes, through
+// runs of records that share some fields and not others, and through errors.
+TEST(RecordTest, PreparerReusingPartsMatchesPrepareRecord) {
+  RandomRecords random(6962);
+  std::vector<Record> records;
+  records.reserve(3000);
+  records.push_back(random.Next());
+  std::mt19937 pick(7);
+  for (int i = 1; i < 3000; ++i) {
+    const Record fresh = random.Next();
+    Record r = pick() % 8 == 0 ? fresh : records.back();
+    // The item fields change from record to record; the others now and then.
+    r.artifact_name = fresh.artifact_name;
+    r.artifact_size = fresh.artifact_size;
+    r.digests = fresh.digests;
+    r.batch = fresh.batch;
+    r.seq = fresh.seq;
+    r.time_us = fresh.time_us;
+    switch (pick() % 40) {
+      case 0:
+        r.signature_sha256 = fresh.signature_sha256;
+        break;
+      case 1:
+        r.approvers = fresh.approvers;
+        break;
+      case 2:
+        r.algorithm = fresh.algorithm;
+        break;
+      case 3:
+        r.requester.groups = fresh.requester.groups;
+        break;
+      case 4:
+        r.kind = fresh.kind;
+        break;
+      case 5:
+        r.policy_version = fresh.policy_version;
+        break;
+      case 6:
+        r.tool_version = "bad \xff";
+        break;
+      case 7:
+        r.algorithm = "bad \xc0\xaf";
+        break;
+      case 8:
+        r.artifact_name = "bad \xed\xa0\x80";
+        break;
+      default:
+        break;
+    }
+    records.push_back(std::move(r));
+  }
+  internal::RecordPreparer preparer;
+  std::size_t errors = 0;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const Record& record = records[i];
+    auto reused = preparer.Prepare(record);
+    auto alone = internal::PrepareRecord(record);
+    ASSERT_EQ(reused.has_value(), alone.has_value()) << "record " << i;
+    if (!alone) {
+      ++errors;
+      EXPECT_EQ(reused.error().message(), alone.error().message()) << "record " << i;
+      continue;
+    }
+    EXPECT_EQ(reused->head(), alone->head()) << "record " << i;
+    EXPECT_EQ(reused->middle(), alone->middle()) << "record " << i;
+    EXPECT_EQ(internal::FinishRecord(*reused, record.seq, record.time_us), Reference(record).dump())
+        << "record " << i;
+  }
+  EXPECT_GT(errors, 100u);
+  EXPECT_GT(records.size() - errors, 1000u);
 }
 
 TEST(RecordTest, FinishSplicesSeqAndTimeIntoPrepared) {

@@ -96,6 +96,11 @@ void WriteFile(const std::filesystem::path& path, std::string_view data) {
   out.write(data.data(), static_cast<std::streamsize>(data.size()));
 }
 
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 pipeline::MerkleHash HashFromBase64(const json& value) {
   auto bytes = Base64Decode(value.get<std::string>());
   pipeline::MerkleHash hash{};
@@ -247,6 +252,23 @@ class BatchTest : public ::testing::Test {
                 (client_builds_proofs ? "-H " + ShellQuote(header) + " " : std::string()) +
                 "--data-binary @" + ShellQuote(file.string()) + " --unix-socket " +
                 ShellQuote(socket_.string()) + " http://localhost/v1/sign");
+  }
+
+  // The same as CBOR; the answer (CBOR too) is decoded into `answer`.
+  HttpResult PostCbor(const json& body, json& answer) {
+    const auto file = dir_.path() / ("body-" + std::to_string(posts_++));
+    const std::vector<std::uint8_t> cbor = json::to_cbor(body);
+    WriteFile(file, std::string(cbor.begin(), cbor.end()));
+    const auto out = dir_.path() / ("answer-" + std::to_string(posts_) + ".cbor");
+    const std::string header =
+        std::string(formats::kBatchProofsHeader) + ": " + std::string(formats::kClientBuildsProofs);
+    HttpResult result =
+        Curl("-X POST -H 'Content-Type: application/cbor' -H " + ShellQuote(header) +
+             " --data-binary @" + ShellQuote(file.string()) + " -o " + ShellQuote(out.string()) +
+             " --unix-socket " + ShellQuote(socket_.string()) + " http://localhost/v1/sign");
+    const std::string bytes = ReadFile(out);
+    answer = json::from_cbor(bytes.begin(), bytes.end(), true, false);
+    return result;
   }
 
   HttpResult Get(std::string_view path) {
@@ -440,6 +462,18 @@ TEST_F(BatchTest, FiveItemsOneSignatureEveryReceiptVerifiesAndIsAudited) {
   const HttpResult health = Get("/v1/health");
   ASSERT_EQ(health.status, 200) << health.body;
   EXPECT_EQ(json::parse(health.body)["hsm"][0]["signatures"], HsmSignatures());
+}
+
+TEST_F(BatchTest, CborRequestGetsTheSameAnswerInCbor) {
+  const std::vector<Artifact> artifacts = MakeArtifacts(7, "dist/cbor-");
+  json answer;
+  const HttpResult result = PostCbor(Body("batch", artifacts), answer);
+  ASSERT_EQ(result.status, 200) << answer.dump();
+  ASSERT_FALSE(answer.is_discarded());
+  const auto statements = CheckBatchAnswer(answer, artifacts, 65536);
+  ASSERT_EQ(statements.size(), 1u);
+  EXPECT_EQ(answer["batches"][0]["inclusion_proofs"], false);
+  EXPECT_EQ(log_->stats().tree_size, 8u);
 }
 
 TEST_F(BatchTest, LargeRequestIsSplitIntoBatchesOfMaxBatchLeaves) {

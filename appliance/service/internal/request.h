@@ -50,17 +50,24 @@ class ParsedBody {
   ParsedBody& operator=(ParsedBody&&) noexcept;
 
   SignBody envelope;
-  // Checks every item against `hash` (its digest must be present), the algorithms, hex and names.
-  // Errors: kInvalidArgument naming the item index and field.
-  [[nodiscard]] Result<std::vector<SignItem>> CheckItems(hsm::Hash hash) const;
+  // Checks every item against `hash` (its digest must be present), the algorithms, hex and names,
+  // and moves them out: call it once. Errors: kInvalidArgument naming the item index and field.
+  [[nodiscard]] Result<std::vector<SignItem>> CheckItems(hsm::Hash hash);
 
   struct Doc;
   std::unique_ptr<Doc> doc;
 };
 
+// How ParseSignBody reads JSON. kFast reads a body of the usual shape as SAX events, without
+// building a DOM, and hands any other body (and every error) to the DOM reference path; kDom (for
+// tests, which compare the two) always takes the reference path. The result, errors included, is
+// the same either way.
+enum class ParsePath : std::uint8_t { kFast, kDom };
+
 // Parses a body as JSON or (cbor) CBOR and checks the envelope: an object with only the fields
 // key, tool{name, version}, client_host, ticket, items (an array). Errors: kInvalidArgument.
-[[nodiscard]] Result<ParsedBody> ParseSignBody(std::string_view body, bool cbor);
+[[nodiscard]] Result<ParsedBody> ParseSignBody(std::string_view body, bool cbor,
+                                               ParsePath path = ParsePath::kFast);
 
 // True when `s` is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
 bool IsUtf8(std::string_view s);

@@ -1,0 +1,224 @@
+// The batch sign answer (appliance/service/internal/answer.h).
+#include "appliance/service/internal/answer.h"
+
+#include <array>
+#include <charconv>
+
+#include "appliance/service/internal/request.h"
+
+namespace signet::service::internal {
+namespace {
+
+using nlohmann::json;
+
+void AppendNumber(std::string& out, std::uint64_t value) {
+  std::array<char, 24> buf;
+  const auto [end, ec] = std::to_chars(buf.data(), buf.data() + buf.size(), value);
+  out.append(buf.data(), end);
+}
+
+// The seq of each batch record relative to the first: a batch record, then its items' records.
+std::vector<std::uint64_t> BatchOffsets(const BatchAnswer& answer) {
+  std::vector<std::uint64_t> offsets;
+  offsets.reserve(answer.batches.size());
+  std::uint64_t next = 0;
+  for (const BatchAnswer::Batch& batch : answer.batches) {
+    offsets.push_back(next);
+    next += 1 + batch.items;
+  }
+  return offsets;
+}
+
+void RenderBatches(const BatchAnswer& answer, const std::vector<std::uint64_t>& offsets,
+                   RenderedAnswer& out) {
+  std::string& text = out.text;
+  text.append("{\"batches\":[");
+  for (std::size_t b = 0; b < answer.batches.size(); ++b) {
+    const BatchAnswer::Batch& batch = answer.batches[b];
+    text.append(b == 0 ? "{\"batch_id\":" : ",{\"batch_id\":");
+    AppendJsonString(text, batch.id);
+    text.append(batch.proofs ? ",\"inclusion_proofs\":true,\"note\":"
+                             : ",\"inclusion_proofs\":false,\"note\":");
+    AppendJsonString(text, batch.note);
+    text.append(",\"seq\":");
+    out.holes.emplace_back(text.size(), offsets[b]);
+    text.append(",\"tree_size\":");
+    AppendNumber(text, batch.tree_size);
+    text.push_back('}');
+  }
+  text.append("],");
+}
+
+void RenderItems(const BatchAnswer& answer, const std::vector<std::uint64_t>& offsets,
+                 RenderedAnswer& out) {
+  std::string& text = out.text;
+  text.append("\"items\":[");
+  std::size_t in_batch = 0;  // items of the current batch so far
+  for (std::size_t i = 0; i < answer.items.size(); ++i) {
+    const BatchAnswer::Item& item = answer.items[i];
+    in_batch = i > 0 && answer.items[i - 1].batch == item.batch ? in_batch + 1 : 0;
+    text.append(i == 0 ? "{\"batch\":" : ",{\"batch\":");
+    AppendNumber(text, item.batch);
+    if (answer.batches[item.batch].proofs) {
+      text.append(",\"inclusion_proof\":[");
+      for (std::size_t k = 0; k < item.proof.size(); ++k) {
+        if (k != 0) {
+          text.push_back(',');
+        }
+        AppendJsonString(text, item.proof[k]);
+      }
+      text.append("],\"leaf_hash\":");
+      AppendJsonString(text, item.leaf_hash);
+    }
+    text.append(",\"leaf_index\":");
+    AppendNumber(text, item.leaf_index);
+    text.append(",\"name\":");
+    AppendJsonString(text, item.name);
+    text.append(",\"seq\":");
+    out.holes.emplace_back(text.size(), offsets[item.batch] + 1 + in_batch);
+    text.push_back('}');
+  }
+  text.append("],");
+}
+
+}  // namespace
+
+void AppendJsonString(std::string& out, std::string_view text) {
+  if (!IsUtf8(text)) {
+    out.append(json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace));
+    return;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  std::size_t i = 0;
+  while (i < text.size()) {
+    // Copy the longest run that needs no escaping in one append (bytes past 0x7F are UTF-8,
+    // checked above, and dump() copies them as they are).
+    std::size_t run = i;
+    while (run < text.size()) {
+      const auto c = static_cast<unsigned char>(text[run]);
+      if (c < 0x20 || c == '"' || c == '\\') {
+        break;
+      }
+      ++run;
+    }
+    out.append(text.data() + i, run - i);
+    if (run == text.size()) {
+      break;
+    }
+    const auto c = static_cast<unsigned char>(text[run]);
+    out.push_back('\\');
+    switch (c) {
+      case '"':
+      case '\\':
+        out.push_back(static_cast<char>(c));
+        break;
+      case '\b':
+        out.push_back('b');
+        break;
+      case '\f':
+        out.push_back('f');
+        break;
+      case '\n':
+        out.push_back('n');
+        break;
+      case '\r':
+        out.push_back('r');
+        break;
+      case '\t':
+        out.push_back('t');
+        break;
+      default:
+        out.append("u00");
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
+    }
+    i = run + 1;
+  }
+  out.push_back('"');
+}
+
+json BatchAnswerJson(const BatchAnswer& answer, std::uint64_t first_seq) {
+  const std::vector<std::uint64_t> offsets = BatchOffsets(answer);
+  json batches = json::array();
+  for (std::size_t b = 0; b < answer.batches.size(); ++b) {
+    const BatchAnswer::Batch& batch = answer.batches[b];
+    batches.push_back(json{{"batch_id", std::string(batch.id)},
+                           {"tree_size", batch.tree_size},
+                           {"note", std::string(batch.note)},
+                           {"inclusion_proofs", batch.proofs},
+                           {"seq", first_seq + offsets[b]}});
+  }
+  json items = json::array();
+  std::size_t in_batch = 0;
+  for (std::size_t i = 0; i < answer.items.size(); ++i) {
+    const BatchAnswer::Item& item = answer.items[i];
+    in_batch = i > 0 && answer.items[i - 1].batch == item.batch ? in_batch + 1 : 0;
+    const std::uint64_t seq = first_seq + offsets[item.batch] + 1 + in_batch;
+    if (!answer.batches[item.batch].proofs) {
+      items.push_back(json{{"name", std::string(item.name)},
+                           {"batch", item.batch},
+                           {"leaf_index", item.leaf_index},
+                           {"seq", seq}});
+      continue;
+    }
+    json proof = json::array();
+    for (const std::string& hash : item.proof) {
+      proof.push_back(hash);
+    }
+    items.push_back(json{{"name", std::string(item.name)},
+                         {"batch", item.batch},
+                         {"leaf_index", item.leaf_index},
+                         {"leaf_hash", item.leaf_hash},
+                         {"inclusion_proof", std::move(proof)},
+                         {"seq", seq}});
+  }
+  return json{{"key", std::string(answer.key)},
+              {"format", std::string(answer.format)},
+              {"key_fingerprint", std::string(answer.key_fingerprint)},
+              {"request_id", std::string(answer.request_id)},
+              {"batches", std::move(batches)},
+              {"items", std::move(items)}};
+}
+
+RenderedAnswer RenderBatchAnswer(const BatchAnswer& answer) {
+  const std::vector<std::uint64_t> offsets = BatchOffsets(answer);
+  RenderedAnswer out;
+  std::size_t expected = 256;
+  for (const BatchAnswer::Batch& batch : answer.batches) {
+    expected += 128 + batch.id.size() + batch.note.size();
+  }
+  for (const BatchAnswer::Item& item : answer.items) {
+    expected += 80 + item.name.size() + item.leaf_hash.size() + 48 * item.proof.size();
+  }
+  out.text.reserve(expected);
+  out.holes.reserve(answer.batches.size() + answer.items.size());
+  RenderBatches(answer, offsets, out);
+  out.text.append("\"format\":");
+  AppendJsonString(out.text, answer.format);
+  out.text.push_back(',');
+  RenderItems(answer, offsets, out);
+  out.text.append("\"key\":");
+  AppendJsonString(out.text, answer.key);
+  out.text.append(",\"key_fingerprint\":");
+  AppendJsonString(out.text, answer.key_fingerprint);
+  out.text.append(",\"request_id\":");
+  AppendJsonString(out.text, answer.request_id);
+  out.text.push_back('}');
+  return out;
+}
+
+std::string FinishBatchAnswer(const RenderedAnswer& rendered, std::uint64_t first_seq) {
+  std::string out;
+  out.reserve(rendered.text.size() + 21 * rendered.holes.size());
+  std::size_t at = 0;
+  for (const auto& [offset, seq] : rendered.holes) {
+    out.append(rendered.text, at, offset - at);
+    AppendNumber(out, first_seq + seq);
+    at = offset;
+  }
+  out.append(rendered.text, at);
+  return out;
+}
+
+}  // namespace signet::service::internal
