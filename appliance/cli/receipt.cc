@@ -188,6 +188,11 @@ Result<ReceiptBundle> ReadReceiptBundle(const std::string& path) {
       return OkStatus();
     }
     const std::string where = fmt::format("--bundle {} line {}", DisplayName(path), line_number);
+    if (line.size() > formats::kMaxReceiptBytes) {
+      return MakeError(
+          ErrorCode::kInvalidArgument,
+          fmt::format("{}: longer than {} bytes: not a receipt", where, formats::kMaxReceiptBytes));
+    }
     auto receipt = formats::ParseReceipt(line);
     if (!receipt) {
       return MakeError(ErrorCode::kInvalidArgument,

@@ -23,6 +23,8 @@
 #include <vector>
 
 #include "appliance/audit/audit.h"
+#include "appliance/cli/internal/receipt.h"
+#include "appliance/formats/formats.h"
 #include "appliance/net/net.h"
 #include "appliance/service/service.h"
 #include "pipeline/pipeline.h"
@@ -566,11 +568,45 @@ TEST_F(ReceiptTest, ABundleHoldsEveryReceiptAndEachChangeFailsItsFile) {
   EXPECT_EQ(result.exit_code, 1) << result;
   EXPECT_THAT(result.out, HasSubstr("key unknown")) << result;
 
-  // A line that is not a receipt fails the bundle, naming the line.
-  WriteFile(dir() / "bad.receipts", lines[files[0]] + "\n{\"type\": 7}\n");
-  result = Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "bad.receipts"});
-  EXPECT_EQ(result.exit_code, 1) << result;
-  EXPECT_THAT(result.err, HasSubstr("--bundle bad.receipts line 2: not a receipt")) << result;
+  // A bundle that is not one receipt per line and name fails as a whole, naming the line.
+  const std::string good = lines[files[0]] + "\n";
+  const std::vector<std::pair<std::string, std::string>> bad_bundles = {
+      {good + "{\"type\": 7}\n", "line 2: not a receipt"},
+      {good + good, "line 2: a second receipt for f0.bin (the first is on line 1)"},
+      {good + "\n" + lines[files[1]], "line 3: cut short (no newline at its end)"},
+      {good + std::string(70 * 1024, ' ') + "\n", "line 2: longer than 65536 bytes"},
+      {good + std::string(3 << 20, ' '), "line 2: longer than 65536 bytes"},  // across reads
+  };
+  for (const auto& [text, message] : bad_bundles) {
+    WriteFile(dir() / "bad.receipts", text);
+    result = Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "bad.receipts"});
+    EXPECT_EQ(result.exit_code, 1) << result;
+    EXPECT_THAT(result.err, HasSubstr("--bundle bad.receipts " + message)) << result;
+    EXPECT_EQ(result.out, "") << result;
+  }
+}
+
+// Each distinct note is checked once, however many receipts carry it.
+TEST(RememberingCheckTest, EachNoteIsCheckedOnce) {
+  std::map<std::string, int> calls;
+  const formats::NoteCheck check =
+      RememberingCheck([&](std::string_view note) -> Result<std::string> {
+        ++calls[std::string(note)];
+        if (note == "bad") {
+          return MakeError(ErrorCode::kCrypto, "signature wrong");
+        }
+        return "text of " + std::string(note);
+      });
+  for (int i = 0; i < 1000; ++i) {
+    auto a = check("a");
+    ASSERT_TRUE(a) << a.error();
+    EXPECT_EQ(*a, "text of a");
+    EXPECT_EQ(*check(i % 2 == 0 ? "b" : "a"), i % 2 == 0 ? "text of b" : "text of a");
+    auto bad = check("bad");
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error().message(), "signature wrong");
+  }
+  EXPECT_EQ(calls, (std::map<std::string, int>{{"a", 1}, {"b", 1}, {"bad", 1}}));
 }
 
 // An existing bundle is kept without --force (nothing is signed), replaced with it; -r does not
