@@ -7,9 +7,11 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 
 #include "appliance/cli/internal/sign_wait.h"
 
@@ -17,6 +19,10 @@ namespace signet::cli {
 namespace {
 
 using nlohmann::json;
+
+// How long --collect (without --wait) waits for a request that is approved and being signed.
+constexpr std::chrono::milliseconds kApprovedSigningWait{60'000};
+constexpr std::chrono::milliseconds kFirstPoll{100};
 using Bio = std::unique_ptr<BIO, FnDeleter<&BIO_free>>;
 using EvpPkeyCtx = std::unique_ptr<EVP_PKEY_CTX, FnDeleter<&EVP_PKEY_CTX_free>>;
 
@@ -190,6 +196,14 @@ CollectPlan PlanCollect(DaemonClient& client, const CollectRequest& request,
                                                          {.timeout = request.wait_timeout}, console)
                                             .front())
                             : CheckHeld(client, held);
+  if (outcome.state == WaitOutcome::State::kPending && outcome.approved) {
+    // Approved a moment ago, and signetd is signing it: that is the machine's wait, not a
+    // person's, so it is waited for even without --wait (up to kApprovedSigningWait).
+    outcome = std::move(
+        WaitForApprovals(client, std::span(&held, 1),
+                         {.timeout = kApprovedSigningWait, .first_delay = kFirstPoll}, console)
+            .front());
+  }
   switch (outcome.state) {
     case WaitOutcome::State::kSigned:
       break;

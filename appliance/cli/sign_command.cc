@@ -89,8 +89,9 @@ Once approved, a request held by an earlier run is collected with --collect ID a
 --key and PATHs (and -r, and working directory): nothing is sent. The files are hashed again and
 matched to the request's signed files by name (each must be one of them, and none may be
 missing: otherwise nothing is written), and each signature is checked against the file as it is
-now before it is written, so a file changed since the request fails. Still pending: exit 3
-(with --wait: wait for it as above); denied, expired or failed: exit 1 with the reason. A run
+now before it is written, so a file changed since the request fails. Approved and still being
+signed by signetd: waited for (up to 60 s). Still pending: exit 3 (with --wait: wait for it as
+above); denied, expired or failed: exit 1 with the reason. A run
 whose files went out in several requests is collected one ID at a time, with each one's files.
 
 Exit status: 0 every file signed, 1 a file failed (or the daemon could not be used),

@@ -211,7 +211,8 @@ WaitOutcome CheckHeld(DaemonClient& client, const HeldRequest& held) {
   return WaitOutcome{.state = WaitOutcome::State::kPending,
                      .message = w.approved ? fmt::format("{} (approved: signetd is signing it)", id)
                                            : fmt::format("{} ({} of {} approvals)", id, w.approvals,
-                                                         w.held.approvals_required)};
+                                                         w.held.approvals_required),
+                     .approved = w.approved};
 }
 
 }  // namespace signet::cli

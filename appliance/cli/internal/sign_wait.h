@@ -60,6 +60,8 @@ struct WaitOutcome {
   nlohmann::json answer{};  // kSigned: the answer, to be read as a 200 answer of POST /v1/sign
   // kRefused, kTimedOut: what happened, naming the ID; kPending: "ID (k of M approvals)".
   std::string message{};
+  // kPending: every approval is in and signetd is signing it (moments, not a person, away).
+  bool approved = false;
 };
 
 struct WaitOptions {
