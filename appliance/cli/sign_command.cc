@@ -107,20 +107,6 @@ Examples:
   signet sign --url https://signer.example:8443 --cert ci.pem --cert-key ci.key \
       --cacert signer-ca.pem --key release dist/app.tar.gz)footer";
 
-// Appends `text` as a JSON string, exactly as nlohmann's dump(-1, ' ', false, replace) writes it.
-void AppendJsonString(std::string& out, std::string_view text) {
-  const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
-    return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
-  });
-  if (plain) {
-    out += '"';
-    out += text;
-    out += '"';
-    return;
-  }
-  out += json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
 // ---- The command -------------------------------------------------------------------------------
 
 struct SignSettings {
@@ -661,24 +647,24 @@ class SignRun {
                                                       : batch.front().path.size() +
                                                             batch.front().digest_hex.size())));
     body += "{\"client_host\":";
-    AppendJsonString(body, host_);
+    formats::AppendJsonString(body, host_);
     body += ",\"items\":[";
     for (std::size_t i = 0; i < batch.size(); ++i) {
       const Pending& item = batch[i];
       body += i == 0 ? "{\"digests\":{" : ",{\"digests\":{";
-      AppendJsonString(body, algorithm);
+      formats::AppendJsonString(body, algorithm);
       body += ':';
-      AppendJsonString(body, item.digest_hex);
+      formats::AppendJsonString(body, item.digest_hex);
       body += "},\"name\":";
-      AppendJsonString(body, item.path);
+      formats::AppendJsonString(body, item.path);
       body += ",\"size\":";
       body += std::to_string(item.size);
       body += '}';
     }
     body += "],\"key\":";
-    AppendJsonString(body, key_.name);
+    formats::AppendJsonString(body, key_.name);
     body += ",\"tool\":{\"name\":\"signet\",\"version\":";
-    AppendJsonString(body, kToolVersion);
+    formats::AppendJsonString(body, kToolVersion);
     body += "}}";
     auto fail_all = [&](const std::string& message) {
       for (const Pending& item : batch) {

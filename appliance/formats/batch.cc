@@ -187,30 +187,10 @@ Result<std::string> SerializeReceipt(const Receipt& receipt, ReceiptLayout layou
   out.reserve(512 + receipt.note.size() + receipt.leaf.name.size() +
               48 * receipt.inclusion_proof.size());
   auto string_value = [&](std::string_view text) -> Status {
-    const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
-      return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
-    });
-    if (plain) {
-      out += '"';
-      out += text;
-      out += '"';
-      return OkStatus();
+    if (!IsUtf8(text)) {
+      return MakeError(Invalid("the receipt holds a string that is not valid UTF-8"));
     }
-    // Escapes and multi-byte UTF-8: nlohmann itself, so the bytes stay its bytes. The receipts of
-    // one batch share their note (always escaped: it has newlines and an em dash), so the last
-    // one escaped is kept per thread.
-    thread_local std::string last_text;
-    thread_local std::string last_escaped;
-    if (text != last_text || last_escaped.empty()) {
-      try {
-        last_escaped = json(std::string(text)).dump();
-      } catch (const json::type_error&) {  // 316: a string that is not UTF-8
-        last_escaped.clear();
-        return MakeError(Invalid("the receipt holds a string that is not valid UTF-8"));
-      }
-      last_text = text;
-    }
-    out += last_escaped;
+    AppendJsonString(out, text);
     return OkStatus();
   };
   // nlohmann's dump(2) (a FILE.receipt) or dump() (a bundle's line): where they differ.

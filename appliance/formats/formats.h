@@ -32,6 +32,16 @@
 
 namespace signet::formats {
 
+// ---- JSON text, byte for byte as nlohmann writes it -------------------------------------------
+
+// True when `s` is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF): exactly
+// what nlohmann::json::dump takes without an error handler.
+bool IsUtf8(std::string_view s);
+// Appends `text` as a JSON string, as nlohmann::json::dump(-1, ' ', false,
+// error_handler_t::replace) writes it (bytes that are not UTF-8 become U+FFFD). For the JSON that
+// signet and signetd write by hand on their hot paths (sign requests and answers, receipts).
+void AppendJsonString(std::string& out, std::string_view text);
+
 // ---- Merkle batch receipts ---------------------------------------------------------------------
 
 inline constexpr std::string_view kReceiptType = "signet-batch-receipt/v1";

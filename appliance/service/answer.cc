@@ -83,61 +83,6 @@ void RenderItems(const BatchAnswer& answer, const std::vector<std::uint64_t>& of
 
 }  // namespace
 
-void AppendJsonString(std::string& out, std::string_view text) {
-  if (!IsUtf8(text)) {
-    out.append(json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace));
-    return;
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  std::size_t i = 0;
-  while (i < text.size()) {
-    // Copy the longest run that needs no escaping in one append (bytes past 0x7F are UTF-8,
-    // checked above, and dump() copies them as they are).
-    std::size_t run = i;
-    while (run < text.size()) {
-      const auto c = static_cast<unsigned char>(text[run]);
-      if (c < 0x20 || c == '"' || c == '\\') {
-        break;
-      }
-      ++run;
-    }
-    out.append(text.data() + i, run - i);
-    if (run == text.size()) {
-      break;
-    }
-    const auto c = static_cast<unsigned char>(text[run]);
-    out.push_back('\\');
-    switch (c) {
-      case '"':
-      case '\\':
-        out.push_back(static_cast<char>(c));
-        break;
-      case '\b':
-        out.push_back('b');
-        break;
-      case '\f':
-        out.push_back('f');
-        break;
-      case '\n':
-        out.push_back('n');
-        break;
-      case '\r':
-        out.push_back('r');
-        break;
-      case '\t':
-        out.push_back('t');
-        break;
-      default:
-        out.append("u00");
-        out.push_back(kHex[c >> 4]);
-        out.push_back(kHex[c & 0xf]);
-    }
-    i = run + 1;
-  }
-  out.push_back('"');
-}
-
 json BatchAnswerJson(const BatchAnswer& answer, std::uint64_t first_seq) {
   const std::vector<std::uint64_t> offsets = BatchOffsets(answer);
   json batches = json::array();

@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "appliance/formats/formats.h"
+
 namespace signet::service::internal {
 
 // What the answer says. The views must outlive every call that takes the answer.
@@ -55,9 +57,8 @@ RenderedAnswer RenderBatchAnswer(const BatchAnswer& answer);
 // The bytes BatchAnswerJson(answer, first_seq).dump(-1, ' ', false, replace) would be.
 std::string FinishBatchAnswer(const RenderedAnswer& rendered, std::uint64_t first_seq);
 
-// Appends `text` as a JSON string, as nlohmann::json::dump(-1, ' ', false,
-// error_handler_t::replace) writes it (bytes that are not UTF-8 become U+FFFD).
-void AppendJsonString(std::string& out, std::string_view text);
+// The JSON string writer shared with signet and the receipts (formats.h).
+using formats::AppendJsonString;
 
 }  // namespace signet::service::internal
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "appliance/base/base.h"
+#include "appliance/formats/formats.h"
 #include "hsm/hsm.h"
 
 namespace signet::service::internal {
@@ -69,8 +70,8 @@ enum class ParsePath : std::uint8_t { kFast, kDom };
 [[nodiscard]] Result<ParsedBody> ParseSignBody(std::string_view body, bool cbor,
                                                ParsePath path = ParsePath::kFast);
 
-// True when `s` is valid UTF-8 (no overlongs, surrogates or code points past U+10FFFF).
-bool IsUtf8(std::string_view s);
+// The UTF-8 check shared with the receipts and the JSON string writer (formats.h).
+using formats::IsUtf8;
 
 }  // namespace signet::service::internal
 
