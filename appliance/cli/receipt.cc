@@ -51,7 +51,7 @@ Result<ReceiptKey> MakeReceiptKey(std::string_view public_key) {
 
 using nlohmann::json;
 
-void DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
+bool DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
                   const std::vector<std::size_t>& members, const formats::NoteCheck& check) {
   const formats::Receipt& first = *receipts[members.front()];
   const std::uint64_t tree_size = first.tree_size;
@@ -74,58 +74,99 @@ void DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
     for (const std::size_t m : members) {
       receipts[m] = MakeError(ErrorCode::kInvalidArgument, message);
     }
-    return;
+    return false;
   }
   const pipeline::MerkleTree tree(std::move(leaves));
   auto text = check(first.note);
   auto statement = text ? formats::ParseBatchStatement(*text) : Result<formats::BatchStatement>();
   if (!text || !statement || statement->root != tree.Root()) {
-    return;  // VerifyReceipt names what is wrong: the note, or (no proof) the proof
+    return false;  // VerifyReceipt names what is wrong: the note, or (no proof) the proof
   }
+  bool proven = statement->batch_id == first.batch_id && statement->tree_size == tree_size;
   for (const std::size_t m : members) {
     auto proof = tree.InclusionProof(receipts[m]->leaf_index);
     if (!proof) {
       receipts[m] = MakeError(std::move(proof).error());
+      proven = false;
       continue;
     }
     receipts[m]->inclusion_proof = std::move(*proof);
   }
+  return proven;
+}
+
+std::vector<Result<AnsweredBatch>> ReadAnsweredBatches(const json& batches) {
+  std::vector<Result<AnsweredBatch>> out;
+  if (!batches.is_array()) {
+    return out;
+  }
+  out.reserve(batches.size());
+  for (const json& batch : batches) {
+    const auto field = [&](const char* name) {
+      const auto it = batch.is_object() ? batch.find(name) : batch.end();
+      return it != batch.end() ? &*it : nullptr;
+    };
+    const json* note = field("note");
+    const json* batch_id = field("batch_id");
+    const json* tree_size = field("tree_size");
+    if (note == nullptr || !note->is_string() || batch_id == nullptr || !batch_id->is_string() ||
+        tree_size == nullptr || !tree_size->is_number_unsigned()) {
+      out.push_back(MakeError(ErrorCode::kInvalidArgument, "its batch is missing"));
+      continue;
+    }
+    AnsweredBatch read{.batch_id = batch_id->get<std::string>(),
+                       .tree_size = tree_size->get<std::uint64_t>(),
+                       .note = note->get<std::string>()};
+    // Absent (an older signetd): every item carries its proof.
+    if (const json* flag = field("inclusion_proofs"); flag != nullptr) {
+      if (!flag->is_boolean()) {
+        out.push_back(MakeError(ErrorCode::kInvalidArgument,
+                                "its batch's inclusion_proofs is not true or false"));
+        continue;
+      }
+      read.proofs = flag->get<bool>();
+    }
+    out.push_back(std::move(read));
+  }
+  return out;
 }
 
 Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
                                          std::string_view key_fingerprint, const json& answered,
-                                         const json& batches, const std::string& request_id,
-                                         bool& proofs) {
+                                         const std::vector<Result<AnsweredBatch>>& batches,
+                                         const std::string& request_id) {
   auto bad = [](const std::string& what) { return MakeError(ErrorCode::kInvalidArgument, what); };
-  if (!answered.is_object() || answered.value("name", std::string()) != file.name) {
+  const auto field = [&](const char* name) {
+    const auto it = answered.find(name);
+    return it != answered.end() ? &*it : nullptr;
+  };
+  const json* name = answered.is_object() ? field("name") : nullptr;
+  if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>() != file.name) {
     return bad("not this file's line");
   }
-  for (const char* field : {"batch", "leaf_index", "seq"}) {
-    if (!answered.contains(field) || !answered[field].is_number_unsigned()) {
-      return bad(std::string(field) + " missing");
+  std::uint64_t numbers[3] = {};  // batch, leaf_index, seq
+  const char* const kNumbers[3] = {"batch", "leaf_index", "seq"};
+  for (int i = 0; i < 3; ++i) {
+    const json* value = field(kNumbers[i]);
+    if (value == nullptr || !value->is_number_unsigned()) {
+      return bad(std::string(kNumbers[i]) + " missing");
     }
+    numbers[i] = value->get<std::uint64_t>();
   }
-  const auto b = answered["batch"].get<std::size_t>();
-  if (!batches.is_array() || b >= batches.size() || !batches[b].is_object() ||
-      !batches[b].contains("note") || !batches[b]["note"].is_string() ||
-      !batches[b].contains("batch_id") || !batches[b]["batch_id"].is_string() ||
-      !batches[b].contains("tree_size") || !batches[b]["tree_size"].is_number_unsigned()) {
+  if (numbers[0] >= batches.size()) {
     return bad("its batch is missing");
   }
-  // Absent (an older signetd): every item carries its proof.
-  if (const auto flag = batches[b].find("inclusion_proofs"); flag != batches[b].end()) {
-    if (!flag->is_boolean()) {
-      return bad("its batch's inclusion_proofs is not true or false");
-    }
-    proofs = flag->get<bool>();
+  if (!batches[numbers[0]]) {
+    return MakeError(batches[numbers[0]].error());
   }
+  const AnsweredBatch& batch = *batches[numbers[0]];
   formats::Receipt receipt;
-  if (proofs) {
-    if (!answered.contains("inclusion_proof") || !answered["inclusion_proof"].is_array() ||
-        answered["inclusion_proof"].size() > formats::kMaxProofLength) {
+  if (batch.proofs) {
+    const json* proof = field("inclusion_proof");
+    if (proof == nullptr || !proof->is_array() || proof->size() > formats::kMaxProofLength) {
       return bad("inclusion_proof missing");
     }
-    for (const json& hash : answered["inclusion_proof"]) {
+    for (const json& hash : *proof) {
       auto bytes = hash.is_string() ? Base64Decode(hash.get<std::string>()) : Result<Bytes>();
       if (!hash.is_string() || !bytes || bytes->size() != 32) {
         return bad("an inclusion proof hash is not base64 of 32 bytes");
@@ -141,12 +182,12 @@ Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
   receipt.leaf.digest_algorithm = std::string(pipeline::DigestAlgorithmName(file.algorithm));
   receipt.leaf.request_id = request_id;
   SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, formats::BatchLeafHash(receipt.leaf));
-  receipt.leaf_index = answered["leaf_index"].get<std::uint64_t>();
-  receipt.tree_size = batches[b]["tree_size"].get<std::uint64_t>();
-  receipt.batch_id = batches[b]["batch_id"].get<std::string>();
-  receipt.note = batches[b]["note"].get<std::string>();
+  receipt.leaf_index = numbers[1];
+  receipt.tree_size = batch.tree_size;
+  receipt.batch_id = batch.batch_id;
+  receipt.note = batch.note;
   receipt.key_fingerprint = std::string(key_fingerprint);
-  receipt.seq = answered["seq"].get<std::uint64_t>();
+  receipt.seq = numbers[2];
   return receipt;
 }
 

@@ -766,51 +766,78 @@ class SignRun {
   // digest), and writes FILE.receipt. A receipt that does not check out is not written. A batch
   // answered without proofs ("inclusion_proofs": false: all its leaves are this request's files)
   // is rebuilt from this client's own leaves first: its root must be the root the note signs, and
-  // each file's proof is derived from that tree (DeriveProofs).
+  // each file's proof is derived from that tree (DeriveProofs). When that proves the whole batch,
+  // each receipt holds by construction, and VerifyReceipt runs only on the batch's first and last
+  // receipts, as a check of this code; should either fail, every receipt of the batch is verified.
   void WriteReceipts(const std::vector<Pending>& batch, const json& reply) {
     static const json kNoBatches = json::array();
     const auto batches_it = reply.find("batches");
-    const json& batches = batches_it != reply.end() ? *batches_it : kNoBatches;
+    const std::vector<Result<AnsweredBatch>> batches =
+        ReadAnsweredBatches(batches_it != reply.end() ? *batches_it : kNoBatches);
     const std::string request_id = reply.value("request_id", std::string());
     // Each batch's note is checked once (one ECDSA verification per batch, not per file).
     const formats::NoteCheck check = RememberingCheck(key_.receipt_key->check);
     std::vector<Result<formats::Receipt>> receipts;
     receipts.reserve(batch.size());
     // Per batch of the answer: its files (indices into `batch`) when it carries no proofs.
-    std::vector<std::vector<std::size_t>> derived(batches.is_array() ? batches.size() : 0);
+    std::vector<std::vector<std::size_t>> derived(batches.size());
+    const json& items = reply["items"];
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      bool proofs = true;
       const Pending& item = batch[i];
       receipts.push_back(AssembleReceipt(RequestedFile{.name = item.path,
                                                        .size = item.size,
                                                        .digest_hex = item.digest_hex,
                                                        .algorithm = key_.hash},
-                                         key_.receipt_key->fingerprint, reply["items"][i], batches,
-                                         request_id, proofs));
-      if (receipts.back() && !proofs) {
-        derived[reply["items"][i]["batch"].get<std::size_t>()].push_back(i);
+                                         key_.receipt_key->fingerprint, items[i], batches,
+                                         request_id));
+      if (receipts.back()) {
+        const std::size_t b = items[i]["batch"].get<std::size_t>();
+        if (!batches[b]->proofs) {
+          derived[b].push_back(i);
+        }
       }
     }
+    std::vector<bool> proven(batch.size(), false);
     for (const std::vector<std::size_t>& members : derived) {
-      if (!members.empty()) {
-        DeriveProofs(receipts, members, check);
+      if (members.empty() || !DeriveProofs(receipts, members, check)) {
+        continue;
+      }
+      const std::size_t first = members.front();
+      const std::size_t last = members.back();
+      if (!Holds(batch[first], receipts[first], check) ||
+          !Holds(batch[last], receipts[last], check)) {
+        continue;
+      }
+      for (const std::size_t m : members) {
+        proven[m] = true;
       }
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
-      FinishReceipt(batch[i], receipts[i], check);
+      FinishReceipt(batch[i], receipts[i], check, proven[i]);
     }
   }
 
-  // Checks `item`'s assembled receipt as `signet verify` would and writes it, or reports why not.
+  // Whether `item`'s assembled receipt passes VerifyReceipt.
+  bool Holds(const Pending& item, const Result<formats::Receipt>& receipt,
+             const formats::NoteCheck& check) const {
+    return receipt && formats::VerifyReceipt(*receipt, item.size, receipt->leaf.digest,
+                                             key_.receipt_key->fingerprint, check)
+                          .ok();
+  }
+
+  // Checks `item`'s assembled receipt as `signet verify` would (unless `proven`: its whole batch
+  // was proven by DeriveProofs) and writes it, or reports why not.
   void FinishReceipt(const Pending& item, const Result<formats::Receipt>& receipt,
-                     const formats::NoteCheck& check) {
+                     const formats::NoteCheck& check, bool proven) {
     if (!receipt) {
       Report({item.path, item.signature_path, std::nullopt,
               "signetd's answer for this file is malformed: " + receipt.error().message()});
       return;
     }
-    const formats::ReceiptVerdict verdict = formats::VerifyReceipt(
-        *receipt, item.size, receipt->leaf.digest, key_.receipt_key->fingerprint, check);
+    const formats::ReceiptVerdict verdict =
+        proven ? formats::ReceiptVerdict{}
+               : formats::VerifyReceipt(*receipt, item.size, receipt->leaf.digest,
+                                        key_.receipt_key->fingerprint, check);
     if (!verdict.ok()) {
       Report({item.path, item.signature_path, receipt->seq,
               fmt::format("signetd's receipt does not check out ({}): {}{}",

@@ -187,10 +187,9 @@ Result<std::string> SerializeReceipt(const Receipt& receipt, ReceiptLayout layou
   out.reserve(512 + receipt.note.size() + receipt.leaf.name.size() +
               48 * receipt.inclusion_proof.size());
   auto string_value = [&](std::string_view text) -> Status {
-    if (!IsUtf8(text)) {
+    if (!AppendJsonStringIfUtf8(out, text)) {
       return MakeError(Invalid("the receipt holds a string that is not valid UTF-8"));
     }
-    AppendJsonString(out, text);
     return OkStatus();
   };
   // nlohmann's dump(2) (a FILE.receipt) or dump() (a bundle's line): where they differ.

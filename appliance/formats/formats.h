@@ -41,6 +41,9 @@ bool IsUtf8(std::string_view s);
 // error_handler_t::replace) writes it (bytes that are not UTF-8 become U+FFFD). For the JSON that
 // signet and signetd write by hand on their hot paths (sign requests and answers, receipts).
 void AppendJsonString(std::string& out, std::string_view text);
+// Appends `text` as AppendJsonString does when it is valid UTF-8 and returns true; otherwise
+// appends nothing and returns false (for a writer that refuses what is not UTF-8).
+bool AppendJsonStringIfUtf8(std::string& out, std::string_view text);
 
 // ---- Merkle batch receipts ---------------------------------------------------------------------
 

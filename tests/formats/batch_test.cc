@@ -93,6 +93,59 @@ ReceiptVerdict Check(const Receipt& r, const BatchLeaf& file) {
   return VerifyReceipt(r, file.size, file.digest, kKey, FakeCheck);
 }
 
+// IsUtf8 and AppendJsonString look at eight bytes at a time while they see nothing to do; every
+// byte, and every multi-byte sequence (whole, cut or malformed), at every offset of a word and
+// across word boundaries, must still come out as nlohmann's dump writes it.
+TEST(JsonTextTest, EveryByteAndSequenceAtEveryOffsetIsWrittenAsNlohmannDoes) {
+  const auto check = [](const std::string& text) {
+    std::string mine;
+    AppendJsonString(mine, text);
+    const nlohmann::json value = text;
+    ASSERT_EQ(mine, value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace))
+        << Hex(text);
+    bool valid = true;
+    try {
+      (void)value.dump();
+    } catch (const nlohmann::json::type_error&) {
+      valid = false;
+    }
+    ASSERT_EQ(IsUtf8(text), valid) << Hex(text);
+    std::string refusing = "x";
+    ASSERT_EQ(AppendJsonStringIfUtf8(refusing, text), valid) << Hex(text);
+    ASSERT_EQ(refusing, valid ? "x" + mine : "x") << Hex(text);
+  };
+  for (std::size_t length = 1; length <= 24; ++length) {
+    for (std::size_t at = 0; at < length; ++at) {
+      for (int byte = 0; byte < 256; ++byte) {
+        std::string text(length, 'a');
+        text[at] = static_cast<char>(byte);
+        check(text);
+      }
+    }
+  }
+  const std::vector<std::string> sequences = {"\xc3\xa9",
+                                              "\xe2\x82\xac",
+                                              "\xf0\x9f\x94\x91",
+                                              "\xc3",
+                                              "\xe2\x82",
+                                              "\xf0\x9f\x94",
+                                              "\xed\xa0\x80",
+                                              "\xc0\xaf",
+                                              "\xf4\x90\x80\x80",
+                                              "\xe0\x80\xaf",
+                                              "\x80",
+                                              "\"\\",
+                                              "\r\n",
+                                              std::string(1, '\0')};
+  for (const std::string& sequence : sequences) {
+    for (std::size_t before = 0; before <= 17; ++before) {
+      for (std::size_t after = 0; after <= 9; ++after) {
+        check(std::string(before, 'b') + sequence + std::string(after, 'c'));
+      }
+    }
+  }
+}
+
 TEST(BatchLeafTest, BytesAreTheDocumentedEncoding) {
   const BatchLeaf leaf{.name = "a/b.bin",
                        .size = 258,

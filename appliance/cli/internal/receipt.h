@@ -40,24 +40,36 @@ struct RequestedFile {
   pipeline::DigestAlgorithm algorithm = pipeline::DigestAlgorithm::kSha256;
 };
 
-// `file`'s receipt from its line `answered` of a batch key's sign answer and the answer's
-// `batches` (BATCH.md, "The sign answer"), for the key with `key_fingerprint`; the leaf is built
-// from `file`, never from the answer. `proofs` is set to whether its batch carries proofs (when
-// not, the receipt's proof is left empty for DeriveProofs). Errors: kInvalidArgument naming what
-// is missing or wrong.
-[[nodiscard]] Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
-                                                       std::string_view key_fingerprint,
-                                                       const nlohmann::json& answered,
-                                                       const nlohmann::json& batches,
-                                                       const std::string& request_id, bool& proofs);
+// One batch of a batch key's sign answer (BATCH.md, "The sign answer").
+struct AnsweredBatch {
+  std::string batch_id;
+  std::uint64_t tree_size = 0;
+  std::string note;
+  bool proofs = true;  // its items carry their inclusion proofs (absent in older answers: true)
+};
+
+// The answer's `batches`, each read once for all its items: entry i is batch i, or why it cannot
+// be used (kInvalidArgument: a field missing or mistyped). Empty when `batches` is not an array.
+std::vector<Result<AnsweredBatch>> ReadAnsweredBatches(const nlohmann::json& batches);
+
+// `file`'s receipt from its line `answered` of a batch key's sign answer and the answer's batches
+// (ReadAnsweredBatches), for the key with `key_fingerprint`; the leaf is built from `file`, never
+// from the answer. When its batch carries no proofs, the receipt's proof is left empty for
+// DeriveProofs. Errors: kInvalidArgument naming what is missing or wrong.
+[[nodiscard]] Result<formats::Receipt> AssembleReceipt(
+    const RequestedFile& file, std::string_view key_fingerprint, const nlohmann::json& answered,
+    const std::vector<Result<AnsweredBatch>>& batches, const std::string& request_id);
 
 // For the receipts `members` of one batch answered without proofs (each assembled, with its leaf
 // and leaf hash from this client's own hashing): checks that they are exactly the batch's leaves,
 // builds the RFC 6962 tree over them, and, when its root is the one the batch's note signs (as
-// `check` reads it), gives each receipt its proof from that tree. A receipt left without its
-// proof fails VerifyReceipt as it should (a note that does not check out, or a wrong proof); one
-// whose batch is not complete in the answer is replaced by an error.
-void DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
+// `check` reads it), gives each receipt its proof from that tree. Returns true when that proves
+// every member: the note checked out, its statement is about this batch id and tree size, and its
+// root is the root of this client's own leaves (the proofs come from that tree); VerifyReceipt then
+// has nothing left to find. Otherwise false: a receipt left without its proof fails VerifyReceipt
+// as it should (a note that does not check out, or a wrong proof), and one whose batch is not
+// complete in the answer is replaced by an error.
+bool DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
                   const std::vector<std::size_t>& members, const formats::NoteCheck& check);
 
 // A receipt bundle as `signet sign --bundle FILE` writes it: one receipt per line (BATCH.md,
