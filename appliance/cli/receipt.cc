@@ -51,48 +51,34 @@ Result<ReceiptKey> MakeReceiptKey(std::string_view public_key) {
 
 using nlohmann::json;
 
-bool DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
-                  const std::vector<std::size_t>& members, const formats::NoteCheck& check) {
-  const formats::Receipt& first = *receipts[members.front()];
-  const std::uint64_t tree_size = first.tree_size;
-  std::vector<pipeline::MerkleHash> leaves(members.size() == tree_size ? members.size() : 0);
+Result<pipeline::MerkleTree> ClientTree(const AnsweredBatch& batch,
+                                        const std::vector<ClientLeaf>& members) {
+  std::vector<pipeline::MerkleHash> leaves(members.size() == batch.tree_size ? members.size() : 0);
   std::vector<bool> seen(leaves.size(), false);
   bool complete = !leaves.empty();
-  for (const std::size_t m : members) {
-    const std::uint64_t index = receipts[m]->leaf_index;
-    if (!complete || index >= tree_size || seen[index]) {
+  for (const ClientLeaf& member : members) {
+    if (!complete || member.index >= leaves.size() || seen[member.index]) {
       complete = false;
       break;
     }
-    seen[index] = true;
-    leaves[index] = receipts[m]->leaf_hash;
+    seen[member.index] = true;
+    leaves[member.index] = member.hash;
   }
   if (!complete) {
-    const std::string message = fmt::format(
-        "batch {} has no inclusion proofs, but the answer does not list its {} leaves once each",
-        first.batch_id, tree_size);
-    for (const std::size_t m : members) {
-      receipts[m] = MakeError(ErrorCode::kInvalidArgument, message);
-    }
-    return false;
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("batch {} has no inclusion proofs, but the answer does not list "
+                                 "its {} leaves once each",
+                                 batch.batch_id, batch.tree_size));
   }
-  const pipeline::MerkleTree tree(std::move(leaves));
-  auto text = check(first.note);
+  return pipeline::MerkleTree(std::move(leaves));
+}
+
+bool TreeIsSigned(const AnsweredBatch& batch, const pipeline::MerkleTree& tree,
+                  const formats::NoteCheck& check) {
+  auto text = check(batch.note);
   auto statement = text ? formats::ParseBatchStatement(*text) : Result<formats::BatchStatement>();
-  if (!text || !statement || statement->root != tree.Root()) {
-    return false;  // VerifyReceipt names what is wrong: the note, or (no proof) the proof
-  }
-  bool proven = statement->batch_id == first.batch_id && statement->tree_size == tree_size;
-  for (const std::size_t m : members) {
-    auto proof = tree.InclusionProof(receipts[m]->leaf_index);
-    if (!proof) {
-      receipts[m] = MakeError(std::move(proof).error());
-      proven = false;
-      continue;
-    }
-    receipts[m]->inclusion_proof = std::move(*proof);
-  }
-  return proven;
+  return text && statement && statement->batch_id == batch.batch_id &&
+         statement->tree_size == batch.tree_size && statement->root == tree.Root();
 }
 
 std::vector<Result<AnsweredBatch>> ReadAnsweredBatches(const json& batches) {
@@ -131,37 +117,35 @@ std::vector<Result<AnsweredBatch>> ReadAnsweredBatches(const json& batches) {
   return out;
 }
 
-Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
-                                         std::string_view key_fingerprint, const json& answered,
-                                         const std::vector<Result<AnsweredBatch>>& batches,
-                                         const std::string& request_id) {
+Result<AnsweredLine> ReadAnsweredLine(const json& answered, std::string_view name,
+                                      const std::vector<Result<AnsweredBatch>>& batches) {
   auto bad = [](const std::string& what) { return MakeError(ErrorCode::kInvalidArgument, what); };
-  const auto field = [&](const char* name) {
-    const auto it = answered.find(name);
+  const auto field = [&](const char* key) {
+    const auto it = answered.find(key);
     return it != answered.end() ? &*it : nullptr;
   };
-  const json* name = answered.is_object() ? field("name") : nullptr;
-  if (name == nullptr || !name->is_string() || name->get_ref<const std::string&>() != file.name) {
+  const json* answered_name = answered.is_object() ? field("name") : nullptr;
+  if (answered_name == nullptr || !answered_name->is_string() ||
+      answered_name->get_ref<const std::string&>() != name) {
     return bad("not this file's line");
   }
-  std::uint64_t numbers[3] = {};  // batch, leaf_index, seq
-  const char* const kNumbers[3] = {"batch", "leaf_index", "seq"};
-  for (int i = 0; i < 3; ++i) {
-    const json* value = field(kNumbers[i]);
-    if (value == nullptr || !value->is_number_unsigned()) {
-      return bad(std::string(kNumbers[i]) + " missing");
+  AnsweredLine line;
+  const std::pair<const char*, std::uint64_t*> numbers[] = {
+      {"batch", &line.batch}, {"leaf_index", &line.leaf_index}, {"seq", &line.seq}};
+  for (const auto& [key, value] : numbers) {
+    const json* number = field(key);
+    if (number == nullptr || !number->is_number_unsigned()) {
+      return bad(std::string(key) + " missing");
     }
-    numbers[i] = value->get<std::uint64_t>();
+    *value = number->get<std::uint64_t>();
   }
-  if (numbers[0] >= batches.size()) {
+  if (line.batch >= batches.size()) {
     return bad("its batch is missing");
   }
-  if (!batches[numbers[0]]) {
-    return MakeError(batches[numbers[0]].error());
+  if (!batches[line.batch]) {
+    return MakeError(batches[line.batch].error());
   }
-  const AnsweredBatch& batch = *batches[numbers[0]];
-  formats::Receipt receipt;
-  if (batch.proofs) {
+  if (batches[line.batch]->proofs) {
     const json* proof = field("inclusion_proof");
     if (proof == nullptr || !proof->is_array() || proof->size() > formats::kMaxProofLength) {
       return bad("inclusion_proof missing");
@@ -173,22 +157,257 @@ Result<formats::Receipt> AssembleReceipt(const RequestedFile& file,
       }
       pipeline::MerkleHash node{};
       std::copy(bytes->begin(), bytes->end(), node.begin());
-      receipt.inclusion_proof.push_back(node);
+      line.proof.push_back(node);
     }
   }
-  SIGNET_ASSIGN_OR_RETURN(receipt.leaf.digest, HexDecode(file.digest_hex));
-  receipt.leaf.name = std::string(file.name);
-  receipt.leaf.size = file.size;
-  receipt.leaf.digest_algorithm = std::string(pipeline::DigestAlgorithmName(file.algorithm));
-  receipt.leaf.request_id = request_id;
-  SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, formats::BatchLeafHash(receipt.leaf));
-  receipt.leaf_index = numbers[1];
-  receipt.tree_size = batch.tree_size;
-  receipt.batch_id = batch.batch_id;
-  receipt.note = batch.note;
-  receipt.key_fingerprint = std::string(key_fingerprint);
-  receipt.seq = numbers[2];
-  return receipt;
+  return line;
+}
+
+namespace {
+
+// AnswerReader takes the SAX events of a batch key's sign answer of the usual shape straight into
+// AnsweredBatch and AnsweredLine values: what building nlohmann's DOM of 8,192 items (a std::map
+// per item) and walking it cost. It gives up (the parse stops) on anything else: a field that is
+// unknown, of another type or given twice, a batch with proofs, more items than files. Such an
+// answer goes to the DOM path (ReadAnsweredBatches, ReadAnsweredLine), which names what is wrong.
+class AnswerReader {
+ public:
+  explicit AnswerReader(const std::vector<std::string_view>& names) : names_(names) {
+    answer_.lines.reserve(names.size());
+  }
+
+  bool done() const { return state_ == State::kDone; }
+  ReadAnswer& answer() { return answer_; }
+
+  bool null() { return false; }
+  bool number_integer(json::number_integer_t /*value*/) { return false; }
+  bool number_float(json::number_float_t /*value*/, const std::string& /*text*/) { return false; }
+  bool binary(json::binary_t& /*value*/) { return false; }
+  bool parse_error(std::size_t /*position*/, const std::string& /*token*/,
+                   const json::exception& /*error*/) {
+    return false;
+  }
+  bool boolean(bool value) {
+    if (state_ != State::kBatch || field_ != Field::kInclusionProofs || value) {
+      return false;  // a batch with proofs: the DOM path reads them
+    }
+    return Take(Field::kInclusionProofs);
+  }
+  bool number_unsigned(json::number_unsigned_t value) {
+    if (state_ == State::kBatch && field_ == Field::kTreeSize) {
+      batch_.tree_size = value;
+    } else if (state_ == State::kBatch && field_ == Field::kSeq) {
+      // The batch record's seq: not part of a receipt.
+    } else if (state_ == State::kItem && field_ == Field::kBatch) {
+      line_.batch = value;
+    } else if (state_ == State::kItem && field_ == Field::kLeafIndex) {
+      line_.leaf_index = value;
+    } else if (state_ == State::kItem && field_ == Field::kSeq) {
+      line_.seq = value;
+    } else {
+      return false;
+    }
+    return Take(field_);
+  }
+  bool string(json::string_t& value) {
+    if (state_ == State::kTop && field_ == Field::kOther) {
+      if (top_key_ == "request_id") {
+        answer_.request_id = std::move(value);
+      }
+      return true;
+    }
+    if (state_ == State::kBatch && field_ == Field::kBatchId) {
+      batch_.batch_id = std::move(value);
+    } else if (state_ == State::kBatch && field_ == Field::kNote) {
+      batch_.note = std::move(value);
+    } else if (state_ == State::kItem && field_ == Field::kName) {
+      name_matches_ = value == names_[answer_.lines.size()];
+    } else {
+      return false;
+    }
+    return Take(field_);
+  }
+  bool start_object(std::size_t /*size*/) {
+    switch (state_) {
+      case State::kStart:
+        state_ = State::kTop;
+        return true;
+      case State::kBatches:
+        state_ = State::kBatch;
+        batch_ = AnsweredBatch{};
+        seen_ = 0;
+        return true;
+      case State::kItems:
+        if (answer_.lines.size() == names_.size()) {
+          return false;  // more lines than files
+        }
+        state_ = State::kItem;
+        line_ = AnsweredLine{};
+        seen_ = 0;
+        name_matches_ = false;
+        return true;
+      default:
+        return false;
+    }
+  }
+  bool key(json::string_t& name) {
+    if (state_ == State::kTop) {
+      top_key_ = std::move(name);
+      field_ = Field::kOther;
+      return true;
+    }
+    static constexpr std::pair<std::string_view, Field> kBatchFields[] = {
+        {"batch_id", Field::kBatchId},
+        {"inclusion_proofs", Field::kInclusionProofs},
+        {"note", Field::kNote},
+        {"seq", Field::kSeq},
+        {"tree_size", Field::kTreeSize}};
+    static constexpr std::pair<std::string_view, Field> kItemFields[] = {
+        {"batch", Field::kBatch},
+        {"leaf_index", Field::kLeafIndex},
+        {"name", Field::kName},
+        {"seq", Field::kSeq}};
+    const std::span<const std::pair<std::string_view, Field>> fields =
+        state_ == State::kBatch  ? std::span(kBatchFields)
+        : state_ == State::kItem ? std::span(kItemFields)
+                                 : std::span<const std::pair<std::string_view, Field>>();
+    for (const auto& [text, field] : fields) {
+      if (name == text) {
+        field_ = field;
+        return (seen_ & Bit(field)) == 0;
+      }
+    }
+    return false;
+  }
+  bool end_object() {
+    switch (state_) {
+      case State::kTop:
+        state_ = State::kDone;
+        return seen_top_ == 3 && answer_.lines.size() == names_.size();
+      case State::kBatch: {
+        const unsigned needed = Bit(Field::kBatchId) | Bit(Field::kNote) | Bit(Field::kTreeSize) |
+                                Bit(Field::kInclusionProofs);
+        if ((seen_ & needed) != needed) {
+          return false;
+        }
+        batch_.proofs = false;
+        answer_.batches.push_back(std::move(batch_));
+        state_ = State::kBatches;
+        return true;
+      }
+      case State::kItem: {
+        const unsigned needed =
+            Bit(Field::kBatch) | Bit(Field::kLeafIndex) | Bit(Field::kName) | Bit(Field::kSeq);
+        if ((seen_ & needed) != needed) {
+          return false;
+        }
+        if (!name_matches_) {
+          answer_.lines.push_back(
+              MakeError(ErrorCode::kInvalidArgument, std::string("not this file's line")));
+        } else {
+          answer_.lines.push_back(std::move(line_));
+        }
+        state_ = State::kItems;
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+  bool start_array(std::size_t /*size*/) {
+    if (state_ != State::kTop) {
+      return false;
+    }
+    if (top_key_ == "batches" && (seen_top_ & 1) == 0) {
+      seen_top_ |= 1;
+      state_ = State::kBatches;
+      return true;
+    }
+    if (top_key_ == "items" && (seen_top_ & 2) == 0) {
+      seen_top_ |= 2;
+      state_ = State::kItems;
+      return true;
+    }
+    return false;
+  }
+  bool end_array() {
+    if (state_ != State::kBatches && state_ != State::kItems) {
+      return false;
+    }
+    state_ = State::kTop;
+    return true;
+  }
+
+ private:
+  enum class State { kStart, kTop, kBatches, kBatch, kItems, kItem, kDone };
+  enum class Field {
+    kOther,
+    kBatchId,
+    kInclusionProofs,
+    kNote,
+    kSeq,
+    kTreeSize,
+    kBatch,
+    kLeafIndex,
+    kName
+  };
+  static unsigned Bit(Field field) { return 1u << static_cast<unsigned>(field); }
+  bool Take(Field field) {
+    seen_ |= Bit(field);
+    return true;
+  }
+
+  const std::vector<std::string_view>& names_;
+  ReadAnswer answer_;
+  State state_ = State::kStart;
+  Field field_ = Field::kOther;
+  std::string top_key_;
+  unsigned seen_top_ = 0;  // 1: batches, 2: items
+  unsigned seen_ = 0;      // the current batch's or item's fields
+  AnsweredBatch batch_;
+  AnsweredLine line_;
+  bool name_matches_ = false;
+};
+
+}  // namespace
+
+std::optional<ReadAnswer> ReadBatchAnswerFast(std::string_view body,
+                                              const std::vector<std::string_view>& names) {
+  AnswerReader reader(names);
+  if (!json::sax_parse(body.begin(), body.end(), &reader) || !reader.done()) {
+    return std::nullopt;
+  }
+  ReadAnswer& answer = reader.answer();
+  for (Result<AnsweredLine>& line : answer.lines) {
+    if (line && line->batch >= answer.batches.size()) {
+      line = MakeError(ErrorCode::kInvalidArgument, std::string("its batch is missing"));
+    }
+  }
+  return std::move(answer);
+}
+
+ReadAnswer ReadBatchAnswer(const json& reply, const std::vector<std::string_view>& names) {
+  static const json kNoBatches = json::array();
+  const auto batches = reply.find("batches");
+  ReadAnswer answer;
+  answer.batches = ReadAnsweredBatches(batches != reply.end() ? *batches : kNoBatches);
+  answer.request_id = reply.value("request_id", std::string());
+  const json& items = reply["items"];
+  answer.lines.reserve(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    answer.lines.push_back(ReadAnsweredLine(items[i], names[i], answer.batches));
+  }
+  return answer;
+}
+
+Status FillLeaf(const RequestedFile& file, const std::string& request_id,
+                formats::BatchLeaf& leaf) {
+  SIGNET_ASSIGN_OR_RETURN(leaf.digest, HexDecode(file.digest_hex));
+  leaf.name.assign(file.name);
+  leaf.size = file.size;
+  leaf.digest_algorithm.assign(pipeline::DigestAlgorithmName(file.algorithm));
+  leaf.request_id.assign(request_id);
+  return OkStatus();
 }
 
 formats::NoteCheck RememberingCheck(formats::NoteCheck check) {

@@ -15,6 +15,8 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -607,6 +609,128 @@ TEST(RememberingCheckTest, EachNoteIsCheckedOnce) {
     EXPECT_EQ(bad.error().message(), "signature wrong");
   }
   EXPECT_EQ(calls, (std::map<std::string, int>{{"a", 1}, {"b", 1}, {"bad", 1}}));
+}
+
+// ReadBatchAnswerFast reads an answer of the usual shape without a DOM. For every answer it does
+// not give up on, it must read exactly what ReadBatchAnswer reads from the parsed answer: checked
+// on the usual answer (which it must read), on thousands of structural changes to it, and on
+// random edits of its text.
+std::string Describe(const ReadAnswer& answer) {
+  std::string out = "request_id=" + answer.request_id + "\n";
+  for (const Result<AnsweredBatch>& batch : answer.batches) {
+    out += batch ? "batch " + batch->batch_id + " " + std::to_string(batch->tree_size) + " " +
+                       (batch->proofs ? "proofs " : "no-proofs ") + json(batch->note).dump() + "\n"
+                 : "batch error: " + batch.error().message() + "\n";
+  }
+  for (const Result<AnsweredLine>& line : answer.lines) {
+    out += line ? "line " + std::to_string(line->batch) + " " + std::to_string(line->leaf_index) +
+                      " " + std::to_string(line->seq) + " " + std::to_string(line->proof.size()) +
+                      "\n"
+                : "line error: " + line.error().message() + "\n";
+  }
+  return out;
+}
+
+TEST(ReadBatchAnswerTest, FastReadAgreesWithTheDomReadOrGivesUp) {
+  const std::vector<std::string> files = {
+      "dist/a.tar.gz", "quote\"back\\slash", "caf\xc3\xa9", "line\nbreak", "./x//y", "z"};
+  const std::vector<std::string_view> names(files.begin(), files.end());
+  json base = {
+      {"batches", json::array({{{"batch_id", "0123456789abcdef0123456789abcdef"},
+                                {"inclusion_proofs", false},
+                                {"note", "host/signet-batch/k\n4\nroot=\n\n\xe2\x80\x94 k AbC=\n"},
+                                {"seq", 7},
+                                {"tree_size", 4}},
+                               {{"batch_id", "fedcba9876543210fedcba9876543210"},
+                                {"inclusion_proofs", false},
+                                {"note", "second"},
+                                {"seq", 12},
+                                {"tree_size", 2}}})},
+      {"format", "batch"},
+      {"items", json::array()},
+      {"key", "batch"},
+      {"key_fingerprint", "00ff"},
+      {"request_id", "req-1"}};
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    base["items"].push_back({{"batch", i < 4 ? 0 : 1},
+                             {"leaf_index", i < 4 ? i : i - 4},
+                             {"name", files[i]},
+                             {"seq", 8 + i + (i < 4 ? 0 : 1)}});
+  }
+  std::size_t compared = 0;
+  const auto agree = [&](const std::string& text) {
+    const std::optional<ReadAnswer> fast = ReadBatchAnswerFast(text, names);
+    if (!fast) {
+      return false;
+    }
+    const json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    // The fast read takes an answer only when it has one line per file, as WriteSigned checks
+    // before it reads one into receipts.
+    EXPECT_TRUE(parsed.is_object() && parsed.contains("items") && parsed["items"].is_array() &&
+                parsed["items"].size() == files.size())
+        << text;
+    if (!parsed.is_object() || !parsed.contains("items") ||
+        parsed["items"].size() != files.size()) {
+      return true;
+    }
+    EXPECT_EQ(Describe(*fast), Describe(ReadBatchAnswer(parsed, names))) << text;
+    ++compared;
+    return true;
+  };
+  ASSERT_TRUE(agree(base.dump()));
+  ASSERT_TRUE(agree(base.dump(2)));
+  const std::vector<json> values = {
+      nullptr,  true,          false,          -1,      0, 1, 4, 1.5, "", "req-2",
+      files[1], json::array(), json::object(), 1u << 31};
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 4000; ++trial) {
+    json answer = base;
+    const int edits = 1 + static_cast<int>(rng() % 3);
+    for (int e = 0; e < edits; ++e) {
+      // Pick an object in the answer: the envelope, a batch or an item.
+      json* object = &answer;
+      const unsigned where = rng() % 3;
+      if (where == 1 && answer.contains("batches") && answer["batches"].is_array() &&
+          !answer["batches"].empty()) {
+        object = &answer["batches"][rng() % answer["batches"].size()];
+      } else if (where == 2 && answer.contains("items") && answer["items"].is_array() &&
+                 !answer["items"].empty()) {
+        object = &answer["items"][rng() % answer["items"].size()];
+      }
+      if (!object->is_object() || object->empty()) {
+        continue;
+      }
+      auto field = object->begin();
+      std::advance(field, static_cast<long>(rng() % object->size()));
+      switch (rng() % 4) {
+        case 0:
+          object->erase(field);
+          break;
+        case 1:
+          *field = values[rng() % values.size()];
+          break;
+        case 2:
+          (*object)["extra"] = values[rng() % values.size()];
+          break;
+        default:
+          if (answer["items"].is_array() && !answer["items"].empty()) {
+            if (rng() % 2 == 0) {
+              answer["items"].erase(answer["items"].end() - 1);
+            } else {
+              answer["items"].push_back(answer["items"][0]);
+            }
+          }
+      }
+    }
+    agree(answer.dump());
+  }
+  const std::string text = base.dump();
+  for (int trial = 0; trial < 4000; ++trial) {
+    std::string edited = text;
+    edited[rng() % edited.size()] = "{}[]\",:0123456789 \\ntfa"[rng() % 24];
+    agree(edited);
+  }
+  EXPECT_GT(compared, 100u);
 }
 
 // An existing bundle is kept without --force (nothing is signed), replaced with it; -r does not

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -52,25 +53,62 @@ struct AnsweredBatch {
 // be used (kInvalidArgument: a field missing or mistyped). Empty when `batches` is not an array.
 std::vector<Result<AnsweredBatch>> ReadAnsweredBatches(const nlohmann::json& batches);
 
-// `file`'s receipt from its line `answered` of a batch key's sign answer and the answer's batches
-// (ReadAnsweredBatches), for the key with `key_fingerprint`; the leaf is built from `file`, never
-// from the answer. When its batch carries no proofs, the receipt's proof is left empty for
-// DeriveProofs. Errors: kInvalidArgument naming what is missing or wrong.
-[[nodiscard]] Result<formats::Receipt> AssembleReceipt(
-    const RequestedFile& file, std::string_view key_fingerprint, const nlohmann::json& answered,
-    const std::vector<Result<AnsweredBatch>>& batches, const std::string& request_id);
+// One file's line of a batch key's sign answer.
+struct AnsweredLine {
+  std::uint64_t batch = 0;  // index into the answer's batches
+  std::uint64_t leaf_index = 0;
+  std::uint64_t seq = 0;                    // its `sign` record in the audit log
+  std::vector<pipeline::MerkleHash> proof;  // when its batch carries proofs
+};
 
-// For the receipts `members` of one batch answered without proofs (each assembled, with its leaf
-// and leaf hash from this client's own hashing): checks that they are exactly the batch's leaves,
-// builds the RFC 6962 tree over them, and, when its root is the one the batch's note signs (as
-// `check` reads it), gives each receipt its proof from that tree. Returns true when that proves
-// every member: the note checked out, its statement is about this batch id and tree size, and its
-// root is the root of this client's own leaves (the proofs come from that tree); VerifyReceipt then
-// has nothing left to find. Otherwise false: a receipt left without its proof fails VerifyReceipt
-// as it should (a note that does not check out, or a wrong proof), and one whose batch is not
-// complete in the answer is replaced by an error.
-bool DeriveProofs(std::vector<Result<formats::Receipt>>& receipts,
-                  const std::vector<std::size_t>& members, const formats::NoteCheck& check);
+// Reads `answered`, the line of the answer for the file named `name`, against the answer's
+// batches (ReadAnsweredBatches). Errors: kInvalidArgument naming what is missing or wrong.
+[[nodiscard]] Result<AnsweredLine> ReadAnsweredLine(
+    const nlohmann::json& answered, std::string_view name,
+    const std::vector<Result<AnsweredBatch>>& batches);
+
+// A batch key's sign answer, read: its batches and one line per file sent.
+struct ReadAnswer {
+  std::string request_id;
+  std::vector<Result<AnsweredBatch>> batches;
+  std::vector<Result<AnsweredLine>> lines;  // lines[i] is for the file names[i]
+};
+
+// Reads `reply` (a 200 answer whose "items" has one entry per file sent) for the files `names`,
+// in the order sent: every batch and line checked (ReadAnsweredBatches, ReadAnsweredLine).
+ReadAnswer ReadBatchAnswer(const nlohmann::json& reply, const std::vector<std::string_view>& names);
+
+// The same, from the answer's text, without building its DOM, for an answer of the usual shape
+// (no proofs: every batch is made of the request's own leaves). nullopt for any other answer:
+// parse it and use ReadBatchAnswer, which names what is wrong. Where both read an answer, they
+// read the same values.
+std::optional<ReadAnswer> ReadBatchAnswerFast(std::string_view body,
+                                              const std::vector<std::string_view>& names);
+
+// Sets `leaf` to `file`'s leaf in the request `request_id`: built from what this client hashed,
+// never from the answer. Reuses `leaf`'s memory. Errors: kInvalidArgument (a digest not in hex).
+[[nodiscard]] Status FillLeaf(const RequestedFile& file, const std::string& request_id,
+                              formats::BatchLeaf& leaf);
+
+// A leaf of a batch answered without proofs, as this client computed it: where the answer put it
+// and its hash.
+struct ClientLeaf {
+  std::uint64_t index = 0;
+  pipeline::MerkleHash hash{};
+};
+
+// The RFC 6962 tree of a batch answered without proofs, over this client's own leaves, when
+// `members` are exactly the batch's tree_size leaves, each index once. Errors: kInvalidArgument
+// ("... does not list its N leaves once each").
+[[nodiscard]] Result<pipeline::MerkleTree> ClientTree(const AnsweredBatch& batch,
+                                                      const std::vector<ClientLeaf>& members);
+
+// Whether `tree` is what the batch's note signs: the note checks out (`check`), and its
+// statement is about this batch id and tree size, with `tree`'s root. When it is, every receipt
+// with a leaf and proof from `tree` holds by construction. When not, such receipts fail
+// VerifyReceipt, which then says what is wrong (the note, or the proof).
+bool TreeIsSigned(const AnsweredBatch& batch, const pipeline::MerkleTree& tree,
+                  const formats::NoteCheck& check);
 
 // A receipt bundle as `signet sign --bundle FILE` writes it: one receipt per line (BATCH.md,
 // "Receipt bundles"), each parsed, in the bundle's order.
