@@ -115,7 +115,8 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
   if (worker.broken) {
     return MakeError(*worker.broken);
   }
-  const std::string name = entry.where.path.string();
+  // Only the error paths need the name as a string; most files never fail.
+  const auto name = [&entry] { return entry.where.path.string(); };
   // O_NONBLOCK: if the file was swapped for a FIFO since it was listed, opening must not block (and
   // reading it then fails, as does the identity check after).
   const int flags =
@@ -125,16 +126,17 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
     const int err = errno;
     if (err == ELOOP && !options.follow_symlinks) {
       return MakeError(ErrorCode::kInvalidArgument,
-                       name +
+                       name() +
                            " is a symbolic link, and symbolic links are not followed (signet "
                            "digest -L follows them)");
     }
-    return MakeError(ErrnoError(err, name));
+    return MakeError(ErrnoError(err, name()));
   }
   // The identity is the one listing saw; the fstat after reading, on this very descriptor, proves
   // that what was read is that file, unchanged. One stat per file fewer than checking on both sides
   // of the read, and no weaker: a file swapped or modified in between fails the check after.
-  FileDigest result{entry.where.path, entry.seen, {}};
+  // The path is filled in when the outcome is delivered, by moving it out of the entry.
+  FileDigest result{{}, entry.seen, {}};
   const std::uint64_t size = entry.seen.size;
   SIGNET_RETURN_IF_ERROR(worker.digest->Reset());
   const auto sink = [&](std::span<const std::uint8_t> chunk) -> Status {
@@ -152,27 +154,28 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
   }
   struct stat after {};
   if (::fstat(fd.get(), &after) != 0) {
-    return MakeError(ErrnoError(errno, name));
+    return MakeError(ErrnoError(errno, name()));
   }
   if (!S_ISREG(after.st_mode)) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     name + " is " + std::string(internal::FileTypeName(after.st_mode)) +
+                     name() + " is " + std::string(internal::FileTypeName(after.st_mode)) +
                          ", not a regular file; only regular files are hashed");
   }
   const FileIdentity now = IdentityOf(after);
   if (now.device != entry.seen.device || now.inode != entry.seen.inode) {
-    return MakeError(internal::ChangedWhileHashing("replaced by another file").WithContext(name));
+    return MakeError(internal::ChangedWhileHashing("replaced by another file").WithContext(name()));
   }
   if (!read) {
-    return MakeError(std::move(read).error().WithContext(name));
+    return MakeError(std::move(read).error().WithContext(name()));
   }
   if (now.size != size) {
     return MakeError(internal::ChangedWhileHashing("size went from " + std::to_string(size) +
                                                    " to " + std::to_string(now.size) + " bytes")
-                         .WithContext(name));
+                         .WithContext(name()));
   }
   if (now.mtime_ns != entry.seen.mtime_ns) {
-    return MakeError(internal::ChangedWhileHashing("modified while it was read").WithContext(name));
+    return MakeError(
+        internal::ChangedWhileHashing("modified while it was read").WithContext(name()));
   }
   SIGNET_ASSIGN_OR_RETURN(result.digests, worker.digest->Finish());
   return result;
@@ -272,7 +275,12 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
         ++stats.files_failed;
       }
       s.files_done.fetch_add(1, std::memory_order_relaxed);
-      on_file(FileOutcome{d.ordinal, entries[d.ordinal].where.path, std::move(d.digest)});
+      // Each entry is delivered once and its path is not read after, so it moves to the outcome.
+      std::filesystem::path path = std::move(entries[d.ordinal].where.path);
+      if (d.digest) {
+        d.digest->path = path;
+      }
+      on_file(FileOutcome{d.ordinal, std::move(path), std::move(d.digest)});
     }
   };
 
@@ -321,13 +329,14 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
             worker.done.clear();
             for (std::size_t i = units[u].first; i < units[u].first + units[u].count; ++i) {
               s.active.fetch_add(1, std::memory_order_relaxed);
-              Result<FileDigest> digest = MakeError(ErrorCode::kInternal, "not hashed");
-              try {
-                digest = s.HashFile(entries[i], worker);
-              } catch (const std::exception& e) {
-                digest = MakeError(ErrorCode::kInternal,
+              Result<FileDigest> digest = [&]() -> Result<FileDigest> {
+                try {
+                  return s.HashFile(entries[i], worker);
+                } catch (const std::exception& e) {
+                  return MakeError(ErrorCode::kInternal,
                                    entries[i].where.path.string() + ": " + e.what());
-              }
+                }
+              }();
               s.active.fetch_sub(1, std::memory_order_relaxed);
               worker.done.push_back(Done{i, std::move(digest)});
             }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "pipeline/internal/inputs.h"
@@ -29,7 +30,7 @@ FileIdentity IdentityOf(const struct stat& st) {
 }
 
 InputEntry Refused(std::filesystem::path path, Error error) {
-  InputEntry entry{Location{std::move(path), nullptr, {}}, {}, std::move(error)};
+  InputEntry entry{Location{std::move(path), nullptr, 0}, {}, std::move(error)};
   entry.stat_done = true;
   return entry;
 }
@@ -140,16 +141,21 @@ class Expander {
       dir_fd = std::make_shared<const UniqueFd>(std::move(fd));
       ++dir_fds_;
     }
+    // Names go into one buffer and are sorted as views into it: no string per child until its
+    // entry is made, and the sort moves small records instead of strings.
     struct Child {
-      std::string name;
+      std::size_t offset;
+      std::size_t length;
       unsigned char type;
     };
+    std::string names;
     std::vector<Child> children;
     errno = 0;
     while (const dirent* entry = ::readdir(handle.get())) {
       const std::string_view name = entry->d_name;
       if (name != "." && name != "..") {
-        children.push_back({std::string(name), entry->d_type});
+        children.push_back({names.size(), name.size(), entry->d_type});
+        names.append(name);
       }
       errno = 0;
     }
@@ -157,10 +163,27 @@ class Expander {
       out_.push_back(Refused(dir, ErrnoError(errno, "read directory " + dir.string())));
     }
     handle.reset();
+    const auto name_of = [&names](const Child& c) {
+      return std::string_view(names).substr(c.offset, c.length);
+    };
     std::sort(children.begin(), children.end(),
-              [](const Child& a, const Child& b) { return a.name < b.name; });
-    for (Child& child : children) {
-      InputEntry entry{Location{dir / child.name, dir_fd, std::move(child.name)}, {}, {}};
+              [&](const Child& a, const Child& b) { return name_of(a) < name_of(b); });
+    // The same path `dir / name` makes (a separator unless `dir` already ends in one; a name
+    // never holds one), without std::filesystem::path::operator/ parsing and reallocating.
+    std::string prefix = dir.native();
+    if (!prefix.empty() && prefix.back() != '/') {
+      prefix += '/';
+    }
+    const std::size_t prefix_length = prefix.size();
+    // Grown geometrically: an exact reserve per directory would copy `out_` once per directory.
+    if (const std::size_t need = out_.size() + children.size(); need > out_.capacity()) {
+      out_.reserve(std::max(need, 2 * out_.capacity()));
+    }
+    for (const Child& child : children) {
+      const std::string_view name = name_of(child);
+      prefix.resize(prefix_length);
+      prefix.append(name);
+      InputEntry entry{Location{std::filesystem::path(prefix), dir_fd, prefix_length}, {}, {}};
       // d_type spares a stat now for everything but directories (and symlinks we follow), which
       // must be known at once to keep the walk in order; the rest are stat'ed later, in parallel.
       const bool maybe_dir =
@@ -186,7 +209,7 @@ class Expander {
 }  // namespace
 
 int Location::at_fd() const { return dir ? dir->get() : AT_FDCWD; }
-const char* Location::at_name() const { return dir ? name.c_str() : path.c_str(); }
+const char* Location::at_name() const { return dir ? path.c_str() + name_offset : path.c_str(); }
 
 std::vector<InputEntry> ExpandInputs(std::span<const std::filesystem::path> paths, bool recursive,
                                      bool follow_symlinks, tbb::task_arena& arena) {

@@ -17,11 +17,12 @@ namespace signet::pipeline::internal {
 
 // Where a file is: its path, and for files found in a walked directory, that directory's open
 // descriptor and the file's name in it, so that stat and open resolve one name instead of walking
-// the whole path again (a large share of the kernel's work per small file).
+// the whole path again (a large share of the kernel's work per small file). The name is the tail
+// of `path` (a walk makes `path` as dir/name), so it is kept as an offset, not a second string.
 struct Location {
   std::filesystem::path path;
   std::shared_ptr<const UniqueFd> dir;  // may be null: then `path` is used
-  std::string name;                     // the name within `dir`
+  std::size_t name_offset = 0;          // with `dir`: where the name within `dir` starts in `path`
 
   int at_fd() const;            // for *at(2) calls: dir's descriptor, or AT_FDCWD
   const char* at_name() const;  // name (with dir) or the whole path

@@ -225,6 +225,42 @@ TEST_P(HasherTest, RecursesInSortedOrder) {
                                             "tree/c", "after"));
 }
 
+// Paths found by a walk are exactly `dir / name`, however the directory was spelled (a trailing
+// slash, a relative path), in byte order of names, and a FileDigest carries its outcome's path.
+TEST_P(HasherTest, WalkedPathsAreDirSlashNameInByteOrder) {
+  const std::vector<std::string> names = {"B", "a", "a.b", "a0", "ab", "b", "\xff"};
+  for (const std::string& name : names) {
+    dir_.Write("walk/" + name, name);
+  }
+  dir_.Write("walk/a1/z", "z");
+  HashOptions options = Options();
+  options.recursive = true;
+  Hasher hasher = MakeHasher(options);
+  const fs::path plain = dir_.path() / "walk";
+  const std::vector<std::string> expected_names = {"B",    "a",  "a.b", "a0",
+                                                   "a1/z", "ab", "b",   "\xff"};
+  for (const fs::path& dir : {plain, fs::path(plain.string() + "/"),
+                              fs::path(plain.string() + "//"), plain / "a1" / ".."}) {
+    RunResult run = HashAll(hasher, {dir});
+    ASSERT_EQ(run.outcomes.size(), expected_names.size()) << dir;
+    for (std::size_t i = 0; i < expected_names.size(); ++i) {
+      const FileOutcome& outcome = run.outcomes[i];
+      ASSERT_TRUE(outcome.digest) << outcome.digest.error();
+      EXPECT_EQ(outcome.path.native(), (dir / expected_names[i]).native());
+      EXPECT_EQ(outcome.digest->path.native(), outcome.path.native());
+    }
+  }
+  // A relative directory stays relative.
+  const fs::path cwd = fs::current_path();
+  fs::current_path(dir_.path());
+  RunResult run = HashAll(hasher, {fs::path("walk")});
+  fs::current_path(cwd);
+  ASSERT_EQ(run.outcomes.size(), expected_names.size());
+  for (std::size_t i = 0; i < expected_names.size(); ++i) {
+    EXPECT_EQ(run.outcomes[i].path.native(), (fs::path("walk") / expected_names[i]).native());
+  }
+}
+
 // Each bad input is a clear per-file error, and the good files around it still hash.
 void ExpectErrorBetweenGoodFiles(Hasher& hasher, TempDir& dir, const fs::path& bad, ErrorCode code,
                                  const std::string& message_part) {
