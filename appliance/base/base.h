@@ -288,14 +288,17 @@ class Deadline {
 
 // ---- Hex and base64 ----------------------------------------------------------------------------
 
-// HexEncode returns lower-case hex, two digits per byte.
+// HexEncode returns lower-case hex, two digits per byte; AppendHex appends the same to `out`.
 std::string HexEncode(std::span<const std::uint8_t> bytes);
+void AppendHex(std::string& out, std::span<const std::uint8_t> bytes);
 // HexDecode accepts upper- or lower-case digits, nothing else (no spaces, no "0x").
 // Errors: kInvalidArgument naming an odd length or the offset of the first bad character.
 [[nodiscard]] Result<Bytes> HexDecode(std::string_view hex);
 
-// Base64Encode returns standard base64 (RFC 4648 §4) with '=' padding.
+// Base64Encode returns standard base64 (RFC 4648 §4) with '=' padding; AppendBase64 appends the
+// same to `out`.
 std::string Base64Encode(std::span<const std::uint8_t> bytes);
+void AppendBase64(std::string& out, std::span<const std::uint8_t> bytes);
 // Base64Decode accepts only canonical padded standard base64: length a multiple of 4, padding only
 // at the end, zero bits after the last byte, no whitespace or URL-safe characters.
 // Errors: kInvalidArgument naming what is wrong and where.

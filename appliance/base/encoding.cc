@@ -57,12 +57,19 @@ tl::unexpected<Error> BadCharacter(std::string_view what, char c, std::size_t of
 }  // namespace
 
 std::string HexEncode(std::span<const std::uint8_t> bytes) {
-  std::string out(bytes.size() * 2, '\0');
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    out[2 * i] = kHexDigits[bytes[i] >> 4];
-    out[2 * i + 1] = kHexDigits[bytes[i] & 0x0f];
-  }
+  std::string out;
+  AppendHex(out, bytes);
   return out;
+}
+
+void AppendHex(std::string& out, std::span<const std::uint8_t> bytes) {
+  const std::size_t at = out.size();
+  out.resize(at + bytes.size() * 2);
+  char* to = out.data() + at;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    to[2 * i] = kHexDigits[bytes[i] >> 4];
+    to[2 * i + 1] = kHexDigits[bytes[i] & 0x0f];
+  }
 }
 
 Result<Bytes> HexDecode(std::string_view hex) {
@@ -86,28 +93,35 @@ Result<Bytes> HexDecode(std::string_view hex) {
 }
 
 std::string Base64Encode(std::span<const std::uint8_t> bytes) {
-  std::string out((bytes.size() + 2) / 3 * 4, '=');
+  std::string out;
+  AppendBase64(out, bytes);
+  return out;
+}
+
+void AppendBase64(std::string& out, std::span<const std::uint8_t> bytes) {
+  const std::size_t at = out.size();
+  out.resize(at + (bytes.size() + 2) / 3 * 4, '=');
+  char* to = out.data() + at;
   std::size_t i = 0;
   std::size_t o = 0;
   for (; i + 3 <= bytes.size(); i += 3, o += 4) {
     const std::uint32_t v =
         std::uint32_t{bytes[i]} << 16 | std::uint32_t{bytes[i + 1]} << 8 | bytes[i + 2];
-    out[o] = kBase64Alphabet[v >> 18];
-    out[o + 1] = kBase64Alphabet[(v >> 12) & 0x3f];
-    out[o + 2] = kBase64Alphabet[(v >> 6) & 0x3f];
-    out[o + 3] = kBase64Alphabet[v & 0x3f];
+    to[o] = kBase64Alphabet[v >> 18];
+    to[o + 1] = kBase64Alphabet[(v >> 12) & 0x3f];
+    to[o + 2] = kBase64Alphabet[(v >> 6) & 0x3f];
+    to[o + 3] = kBase64Alphabet[v & 0x3f];
   }
   const std::size_t rest = bytes.size() - i;
   if (rest > 0) {  // the tail: one or two bytes, padded with '=' already in place
     std::uint32_t v = std::uint32_t{bytes[i]} << 16;
     if (rest == 2) {
       v |= std::uint32_t{bytes[i + 1]} << 8;
-      out[o + 2] = kBase64Alphabet[(v >> 6) & 0x3f];
+      to[o + 2] = kBase64Alphabet[(v >> 6) & 0x3f];
     }
-    out[o] = kBase64Alphabet[v >> 18];
-    out[o + 1] = kBase64Alphabet[(v >> 12) & 0x3f];
+    to[o] = kBase64Alphabet[v >> 18];
+    to[o + 1] = kBase64Alphabet[(v >> 12) & 0x3f];
   }
-  return out;
 }
 
 Result<Bytes> Base64Decode(std::string_view text) {

@@ -672,7 +672,7 @@ class SignRun {
       }
     };
     // For a batch key: this client rebuilds the proofs of a batch made of its own leaves alone
-    // (DeriveProofs), so signetd need not send them.
+    // (ClientTree), so signetd need not send them.
     auto answer = key_.batch() ? client.Post("/v1/sign", body,
                                              {std::string(formats::kBatchProofsHeader) + ": " +
                                               std::string(formats::kClientBuildsProofs)})
@@ -812,6 +812,7 @@ class SignRun {
     std::vector<std::optional<Result<pipeline::MerkleTree>>> trees(batches.size());
     std::vector<bool> proven(batches.size(), false);
     formats::Receipt receipt;
+    std::string text;  // one receipt's, its buffer reused
     for (std::size_t b = 0; b < batches.size(); ++b) {
       if (members[b].empty()) {
         continue;
@@ -836,7 +837,7 @@ class SignRun {
                 "signetd's answer for this file is malformed: " + filled.error().message()});
         continue;
       }
-      FinishReceipt(item, receipt, check, proven[lines[i]->batch]);
+      FinishReceipt(item, receipt, check, proven[lines[i]->batch], text);
     }
   }
 
@@ -885,9 +886,10 @@ class SignRun {
   }
 
   // Checks `item`'s assembled receipt as `signet verify` would (unless `proven`: its whole batch
-  // was proven from this client's own tree) and writes it, or reports why not.
+  // was proven from this client's own tree) and writes it (serialized into `text`), or reports
+  // why not.
   void FinishReceipt(const Pending& item, const formats::Receipt& receipt,
-                     const formats::NoteCheck& check, bool proven) {
+                     const formats::NoteCheck& check, bool proven, std::string& text) {
     const formats::ReceiptVerdict verdict =
         proven ? formats::ReceiptVerdict{} : Verify(item, receipt, check);
     if (!verdict.ok()) {
@@ -899,13 +901,15 @@ class SignRun {
                                             : "")});
       return;
     }
-    auto text = formats::SerializeReceipt(
-        receipt, bundle_ ? formats::ReceiptLayout::kOneLine : formats::ReceiptLayout::kIndented);
-    if (!text) {
-      Report({item.path, item.signature_path, receipt.seq, text.error().message()});
+    text.clear();
+    if (Status serialized = formats::AppendReceipt(
+            text, receipt,
+            bundle_ ? formats::ReceiptLayout::kOneLine : formats::ReceiptLayout::kIndented);
+        !serialized) {
+      Report({item.path, item.signature_path, receipt.seq, serialized.error().message()});
       return;
     }
-    WriteOutput(item, *receipt.seq, AsBytes(*text));
+    WriteOutput(item, *receipt.seq, AsBytes(text));
   }
 
   // Writes `bytes` to item.signature_path (creating --out-dir's directories) and reports the file.

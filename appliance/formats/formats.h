@@ -116,6 +116,9 @@ enum class ReceiptLayout : std::uint8_t { kIndented, kOneLine };
 // kInvalidArgument (a name that is not valid UTF-8).
 [[nodiscard]] Result<std::string> SerializeReceipt(const Receipt& receipt,
                                                    ReceiptLayout layout = ReceiptLayout::kIndented);
+// The same bytes, appended to `out` (left as it was on error), for a writer that reuses one buffer.
+[[nodiscard]] Status AppendReceipt(std::string& out, const Receipt& receipt,
+                                   ReceiptLayout layout = ReceiptLayout::kIndented);
 // Errors: kInvalidArgument (not a receipt of this version, a missing or mistyped field, a value
 // out of its limits; the message names the field).
 [[nodiscard]] Result<Receipt> ParseReceipt(std::string_view text);
