@@ -375,6 +375,14 @@ TEST(ReceiptTest, TextIsByteForByteNlohmannsPrettyDump) {
   bad.leaf.name = "bad \xc3 name";
   EXPECT_FALSE(SerializeReceipt(bad));
   EXPECT_EQ(*SerializeReceipt(batch.receipts[0]), ReferenceText(batch.receipts[0]));
+  // AppendReceipt appends the same bytes to what the buffer holds, and leaves it as it was when it
+  // refuses a receipt, however far it got.
+  std::string buffer = "kept\n";
+  ASSERT_TRUE(AppendReceipt(buffer, batch.receipts[1], ReceiptLayout::kOneLine));
+  EXPECT_EQ(buffer, "kept\n" + ReferenceText(batch.receipts[1], -1));
+  const std::string before = buffer;
+  EXPECT_FALSE(AppendReceipt(buffer, bad));  // its name, late in the text, is not UTF-8
+  EXPECT_EQ(buffer, before);
 }
 
 // The size target: under 2 KiB per artifact in a batch of 65,536.
