@@ -770,6 +770,57 @@ TEST_F(ReceiptTest, ABundleIsReplacedOnlyWithForceAndIsNoArtifact) {
 // puts them elsewhere in the tree (here: two leaf indices swapped, which the note's signature
 // cannot catch) makes a tree whose root is not the signed one, and one that names a leaf twice
 // does not describe the batch; either way nothing is written.
+// Without X-Signet-Batch-Proofs (a window batch, or an older signetd, answers the same way) every
+// item carries its proof: signet checks each receipt on its own, and they verify as ever; a proof
+// changed in the answer writes no receipt for its file alone.
+TEST_F(ReceiptTest, AnswerWithProofsWritesReceiptsThatVerify) {
+  for (const bool tamper : {false, true}) {
+    SCOPED_TRACE(tamper ? "the second item's proof changed" : "as answered");
+    const std::string proofs_socket =
+        (server_dir_.path() / (tamper ? "tampered.sock" : "proofs.sock")).string();
+    net::ServerOptions options;
+    options.unix_listeners.push_back(net::UnixListenerOptions{.path = proofs_socket});
+    net::Handler inner = service_->handler();
+    auto server = net::Server::Start(
+        std::move(options), [inner, tamper](net::Request request, net::Responder respond) {
+          std::erase_if(request.headers,
+                        [](const auto& header) { return header.first == "x-signet-batch-proofs"; });
+          inner(std::move(request), [respond, tamper](net::Response response) {
+            json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+            if (tamper && response.status == 200 && body.is_object() && body.contains("items")) {
+              json& proof = body["items"][1]["inclusion_proof"];
+              proof[0] = proof[1];
+              response.body = body.dump();
+            }
+            respond(std::move(response));
+          });
+        });
+    ASSERT_TRUE(server) << server.error();
+    const std::string prefix = tamper ? "t" : "p";
+    const std::vector<std::string> files = {
+        Make(prefix + "1.txt", "one"), Make(prefix + "2.txt", "two"),
+        Make(prefix + "3.txt", "three"), Make(prefix + "4.txt", "four")};
+    const std::string saved = std::exchange(socket_, proofs_socket);
+    ProcessResult result = Sign({files[0], files[1], files[2], files[3]});
+    socket_ = saved;
+    (*server)->Stop(Deadline::In(std::chrono::seconds(5)));
+    if (tamper) {
+      EXPECT_EQ(result.exit_code, 1) << result;
+      EXPECT_THAT(result.err, HasSubstr("1 failed")) << result;
+      EXPECT_THAT(result.err, HasSubstr("does not check out (proof wrong)")) << result;
+      EXPECT_FALSE(std::filesystem::exists(dir() / (files[1] + ".receipt")));
+      ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+      result = PythonVerify("batch.pub.pem", {files[0], files[2], files[3]});
+      EXPECT_EQ(result.exit_code, 0) << result;
+      continue;
+    }
+    EXPECT_EQ(result.exit_code, 0) << result;
+    ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+    result = PythonVerify("batch.pub.pem", files);
+    EXPECT_EQ(result.exit_code, 0) << result;
+  }
+}
+
 TEST_F(ReceiptTest, AnswerThatMovesOrRepeatsLeavesWritesNoReceipt) {
   for (const bool repeat : {false, true}) {
     SCOPED_TRACE(repeat ? "a leaf index named twice" : "two leaf indices swapped");
