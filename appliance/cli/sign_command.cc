@@ -614,11 +614,14 @@ class SignRun {
         bundle_error_ = finished.error();
       }
     }
-    const std::string failure =
-        bundle_error_ ? bundle_error_->message() + bundle_->UnchangedNote() : "";
+    if (!bundle_error_) {
+      signed_.fetch_add(bundled_.size());
+      console_.Out(bundled_out_);
+      return;
+    }
+    const std::string failure = bundle_error_->message() + bundle_->UnchangedNote();
     for (const Bundled& file : bundled_) {
-      Report({file.path, file.signature_path, file.seq,
-              bundle_error_ ? std::optional(failure) : std::nullopt});
+      Report({file.path, file.signature_path, file.seq, failure});
     }
   }
 
@@ -915,7 +918,11 @@ class SignRun {
   // Writes `bytes` to item.signature_path (creating --out-dir's directories) and reports the file.
   void WriteOutput(const Pending& item, std::uint64_t seq, std::span<const std::uint8_t> bytes) {
     if (bundle_ != nullptr) {  // reported by FinishBundle
+      // Its line for stdout is made now, in parallel with the other senders and the hashing, so
+      // that FinishBundle has only to write them all.
+      const std::string line = OutLine({item.path, item.signature_path, seq, std::nullopt});
       std::lock_guard lock(bundle_mu_);
+      bundled_out_ += line;
       if (!bundle_error_) {
         Status written = bundle_->Write(
             std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
@@ -952,6 +959,17 @@ class SignRun {
 
   void Report(const FileResult& result) {
     (result.approval_id ? held_files_ : result.error ? failed_ : signed_).fetch_add(1);
+    if (const std::string line = OutLine(result); !line.empty()) {
+      console_.Out(line);
+    }
+    if (result.error && !result.approval_id) {
+      console_.Error(fmt::format("{}: {}", DisplayName(result.path), DisplayName(*result.error)));
+    }
+  }
+
+  // What Report writes to stdout for `result`: its JSON line with --json, else "signed ..." for a
+  // file signed; empty otherwise (a failure is said on stderr, a held file once for its request).
+  std::string OutLine(const FileResult& result) const {
     if (settings_.json) {
       json line{{"path", result.path},
                 {"signature_path", result.signature_path},
@@ -961,18 +979,13 @@ class SignRun {
       if (result.approval_id) {
         line["approval_id"] = *result.approval_id;
       }
-      console_.Out(line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
-      if (!result.error || result.approval_id) {
-        return;
-      }
-    } else if (result.approval_id) {
-      return;  // said once for its request, when signetd held it
-    } else if (!result.error) {
-      console_.Out(fmt::format("signed {} -> {} (seq {})\n", DisplayName(result.path),
-                               DisplayName(result.signature_path), *result.seq));
-      return;
+      return line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     }
-    console_.Error(fmt::format("{}: {}", DisplayName(result.path), DisplayName(*result.error)));
+    if (result.approval_id || result.error) {
+      return "";
+    }
+    return fmt::format("signed {} -> {} (seq {})\n", DisplayName(result.path),
+                       DisplayName(result.signature_path), *result.seq);
   }
 
   const SignSettings& settings_;
@@ -1003,6 +1016,7 @@ class SignRun {
   std::set<std::pair<std::uint64_t, std::uint64_t>> not_artifacts_;
   std::mutex bundle_mu_;
   std::vector<Bundled> bundled_;
+  std::string bundled_out_;  // their lines for stdout, once the bundle is in place
   std::optional<Error> bundle_error_;
 };
 

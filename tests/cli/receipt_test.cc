@@ -493,7 +493,10 @@ TEST_F(ReceiptTest, ABundleHoldsEveryReceiptAndEachChangeFailsItsFile) {
   ProcessResult result = Sign(args);
   ASSERT_EQ(result.exit_code, 0) << result;
   EXPECT_THAT(result.err, HasSubstr("signed 12 files with key batch")) << result;
-  EXPECT_THAT(result.out, HasSubstr("signed f0.bin -> all.receipts (seq ")) << result;
+  for (const std::string& file : files) {  // each file said once the bundle is in place
+    EXPECT_THAT(result.out, HasSubstr("signed " + file + " -> all.receipts (seq ")) << result;
+  }
+  EXPECT_EQ(std::count(result.out.begin(), result.out.end(), '\n'), 12) << result;
   std::map<std::string, std::string> lines;  // by the name in the receipt
   {
     std::istringstream in(ReadFile(dir() / "all.receipts"));
