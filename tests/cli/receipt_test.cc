@@ -201,6 +201,29 @@ class ReceiptTest : public CliTest {
     return Tool(argv);
   }
 
+  // A server on the socket `name` (in server_dir_) that hands each request, after
+  // `edit_request`, to the service, and the JSON of its 200 answers, after `edit_answer`, back.
+  Result<std::unique_ptr<net::Server>> Relay(const std::string& name,
+                                             std::function<void(net::Request&)> edit_request,
+                                             std::function<void(json&)> edit_answer) const {
+    net::ServerOptions options;
+    options.unix_listeners.push_back(
+        net::UnixListenerOptions{.path = (server_dir_.path() / name).string()});
+    return net::Server::Start(
+        std::move(options), [inner = service_->handler(), edit_request, edit_answer](
+                                net::Request request, net::Responder respond) {
+          edit_request(request);
+          inner(std::move(request), [respond, edit_answer](net::Response response) {
+            json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+            if (response.status == 200 && body.is_object() && body.contains("items")) {
+              edit_answer(body);
+              response.body = body.dump();
+            }
+            respond(std::move(response));
+          });
+        });
+  }
+
   ReceiptKeys* keys_ = nullptr;
   net::testing::TempDir server_dir_;  // short path: the socket lives here
   std::unique_ptr<audit::Log> log_;
@@ -769,41 +792,31 @@ TEST_F(ReceiptTest, ABundleIsReplacedOnlyWithForceAndIsNoArtifact) {
   EXPECT_FALSE(std::filesystem::exists(dir() / "x.receipts"));
 }
 
-// A batch answered without proofs is rebuilt by the client from its own leaves: an answer that
-// puts them elsewhere in the tree (here: two leaf indices swapped, which the note's signature
-// cannot catch) makes a tree whose root is not the signed one, and one that names a leaf twice
-// does not describe the batch; either way nothing is written.
 // Without X-Signet-Batch-Proofs (a window batch, or an older signetd, answers the same way) every
 // item carries its proof: signet checks each receipt on its own, and they verify as ever; a proof
 // changed in the answer writes no receipt for its file alone.
 TEST_F(ReceiptTest, AnswerWithProofsWritesReceiptsThatVerify) {
   for (const bool tamper : {false, true}) {
     SCOPED_TRACE(tamper ? "the second item's proof changed" : "as answered");
-    const std::string proofs_socket =
-        (server_dir_.path() / (tamper ? "tampered.sock" : "proofs.sock")).string();
-    net::ServerOptions options;
-    options.unix_listeners.push_back(net::UnixListenerOptions{.path = proofs_socket});
-    net::Handler inner = service_->handler();
-    auto server = net::Server::Start(
-        std::move(options), [inner, tamper](net::Request request, net::Responder respond) {
+    const std::string name = tamper ? "tampered.sock" : "proofs.sock";
+    auto server = Relay(
+        name,
+        [](net::Request& request) {
           std::erase_if(request.headers,
                         [](const auto& header) { return header.first == "x-signet-batch-proofs"; });
-          inner(std::move(request), [respond, tamper](net::Response response) {
-            json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-            if (tamper && response.status == 200 && body.is_object() && body.contains("items")) {
-              json& proof = body["items"][1]["inclusion_proof"];
-              proof[0] = proof[1];
-              response.body = body.dump();
-            }
-            respond(std::move(response));
-          });
+        },
+        [tamper](json& body) {
+          if (tamper) {
+            json& proof = body["items"][1]["inclusion_proof"];
+            proof[0] = proof[1];
+          }
         });
     ASSERT_TRUE(server) << server.error();
     const std::string prefix = tamper ? "t" : "p";
     const std::vector<std::string> files = {
         Make(prefix + "1.txt", "one"), Make(prefix + "2.txt", "two"),
         Make(prefix + "3.txt", "three"), Make(prefix + "4.txt", "four")};
-    const std::string saved = std::exchange(socket_, proofs_socket);
+    const std::string saved = std::exchange(socket_, (server_dir_.path() / name).string());
     ProcessResult result = Sign({files[0], files[1], files[2], files[3]});
     socket_ = saved;
     (*server)->Stop(Deadline::In(std::chrono::seconds(5)));
@@ -824,35 +837,29 @@ TEST_F(ReceiptTest, AnswerWithProofsWritesReceiptsThatVerify) {
   }
 }
 
+// A batch answered without proofs is rebuilt by the client from its own leaves: an answer that
+// puts them elsewhere in the tree (here: two leaf indices swapped, which the note's signature
+// cannot catch) makes a tree whose root is not the signed one, and one that names a leaf twice
+// does not describe the batch; either way nothing is written.
 TEST_F(ReceiptTest, AnswerThatMovesOrRepeatsLeavesWritesNoReceipt) {
   for (const bool repeat : {false, true}) {
     SCOPED_TRACE(repeat ? "a leaf index named twice" : "two leaf indices swapped");
-    const std::string tampered_socket =
-        (server_dir_.path() / (repeat ? "repeated.sock" : "swapped.sock")).string();
-    net::ServerOptions options;
-    options.unix_listeners.push_back(net::UnixListenerOptions{.path = tampered_socket});
-    net::Handler inner = service_->handler();
-    auto server = net::Server::Start(
-        std::move(options), [inner, repeat](net::Request request, net::Responder respond) {
-          inner(std::move(request), [respond, repeat](net::Response response) {
-            json body = json::parse(response.body, nullptr, /*allow_exceptions=*/false);
-            if (response.status == 200 && body.is_object() && body.contains("batches")) {
-              json& items = body["items"];
-              if (repeat) {
-                items[1]["leaf_index"] = items[0]["leaf_index"];
-              } else {
-                std::swap(items[0]["leaf_index"], items[1]["leaf_index"]);
-              }
-              response.body = body.dump();
-            }
-            respond(std::move(response));
-          });
+    const std::string name = repeat ? "repeated.sock" : "swapped.sock";
+    auto server = Relay(
+        name, [](net::Request&) {},
+        [repeat](json& body) {
+          json& items = body["items"];
+          if (repeat) {
+            items[1]["leaf_index"] = items[0]["leaf_index"];
+          } else {
+            std::swap(items[0]["leaf_index"], items[1]["leaf_index"]);
+          }
         });
     ASSERT_TRUE(server) << server.error();
     const std::string a = Make("a.txt", "artifact a");
     const std::string b = Make("b.txt", "artifact b");
     const std::string c = Make("c.txt", "artifact c");
-    const std::string saved = std::exchange(socket_, tampered_socket);
+    const std::string saved = std::exchange(socket_, (server_dir_.path() / name).string());
     ProcessResult result = Sign({a, b, c});
     socket_ = saved;
     (*server)->Stop(Deadline::In(std::chrono::seconds(5)));
