@@ -779,140 +779,34 @@ class SignRun {
     }
   }
 
-  // Format "batch": assembles each file's receipt from the answer and what this client hashed
-  // itself (the leaf), checks it as `signet verify` would (note signature, leaf, proof, file
-  // digest), and writes FILE.receipt. A receipt that does not check out is not written. A batch
-  // answered without proofs ("inclusion_proofs": false: all its leaves are this request's files)
-  // is rebuilt from this client's own leaves (ClientTree), and each file's proof is taken from that
-  // tree. When the batch's note signs that tree's root (TreeIsSigned), each of its receipts holds
-  // by construction: VerifyReceipt then runs only on the batch's first and last receipts, as a
-  // check of this code, and should either fail, on every receipt of the batch.
+  // Format "batch": each file's receipt (WriteBatchReceipts), written to FILE.receipt or the
+  // bundle; one that does not check out is not written.
   void WriteReceipts(const std::vector<Pending>& batch, ReadAnswer answer) {
-    const std::vector<Result<AnsweredBatch>>& batches = answer.batches;
-    const std::string& request_id = answer.request_id;
-    std::vector<Result<AnsweredLine>>& lines = answer.lines;
-    // Each batch's note is checked once (one ECDSA verification per batch, not per file).
-    const formats::NoteCheck check = RememberingCheck(key_.receipt_key->check);
-    // Per batch of the answer without proofs: its files (indices into `batch`) and their leaves,
-    // from this client's own hashing.
-    std::vector<std::vector<std::size_t>> members(batches.size());
-    std::vector<std::vector<ClientLeaf>> leaves(batches.size());
-    formats::BatchLeaf leaf;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      if (!lines[i] || batches[lines[i]->batch]->proofs) {
-        continue;
-      }
-      auto hash = FillLeaf(Requested(batch[i]), request_id, leaf).and_then([&] {
-        return formats::BatchLeafHash(leaf);
-      });
-      if (!hash) {
-        lines[i] = MakeError(std::move(hash).error());
-        continue;
-      }
-      members[lines[i]->batch].push_back(i);
-      leaves[lines[i]->batch].push_back({lines[i]->leaf_index, *hash});
+    std::vector<RequestedFile> files;
+    files.reserve(batch.size());
+    for (const Pending& item : batch) {
+      files.push_back({.name = item.path,
+                       .size = item.size,
+                       .digest_hex = item.digest_hex,
+                       .algorithm = key_.hash});
     }
-    std::vector<std::optional<Result<pipeline::MerkleTree>>> trees(batches.size());
-    std::vector<bool> proven(batches.size(), false);
-    formats::Receipt receipt;
-    std::string text;  // one receipt's, its buffer reused
-    for (std::size_t b = 0; b < batches.size(); ++b) {
-      if (members[b].empty()) {
-        continue;
-      }
-      trees[b] = ClientTree(*batches[b], leaves[b]);
-      leaves[b] = {};
-      if (!*trees[b] || !TreeIsSigned(*batches[b], **trees[b], check)) {
-        continue;
-      }
-      proven[b] = true;
-      for (const std::size_t m : {members[b].front(), members[b].back()}) {
-        const Status filled = FillReceipt(batch[m], *lines[m], batches, trees, request_id, receipt);
-        proven[b] = proven[b] && filled && Verify(batch[m], receipt, check).ok();
-      }
+    ReceiptOptions options;
+    options.layout = bundle_ ? formats::ReceiptLayout::kOneLine : formats::ReceiptLayout::kIndented;
+    if (settings_.collect) {
+      options.changed_hint =
+          "; if the file changed since it was sent for signing, the receipt is for its old "
+          "contents";
     }
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const Pending& item = batch[i];
-      Status filled = lines[i] ? FillReceipt(item, *lines[i], batches, trees, request_id, receipt)
-                               : Status(MakeError(lines[i].error()));
-      if (!filled) {
-        Report({item.path, item.signature_path, std::nullopt,
-                "signetd's answer for this file is malformed: " + filled.error().message()});
-        continue;
-      }
-      FinishReceipt(item, receipt, check, proven[lines[i]->batch], text);
-    }
-  }
-
-  RequestedFile Requested(const Pending& item) const {
-    return RequestedFile{.name = item.path,
-                         .size = item.size,
-                         .digest_hex = item.digest_hex,
-                         .algorithm = key_.hash};
-  }
-
-  // Sets `receipt` to `item`'s receipt from its answered line and batch, its leaf built from
-  // `item`, its proof from the answer or, for a batch without proofs, from the client's tree of
-  // the batch. Reuses `receipt`'s memory. Errors: the tree's (a batch whose leaves are not each
-  // listed once), kInvalidArgument (a digest not in hex).
-  Status FillReceipt(const Pending& item, const AnsweredLine& line,
-                     const std::vector<Result<AnsweredBatch>>& batches,
-                     const std::vector<std::optional<Result<pipeline::MerkleTree>>>& trees,
-                     const std::string& request_id, formats::Receipt& receipt) const {
-    const AnsweredBatch& answered = *batches[line.batch];
-    SIGNET_RETURN_IF_ERROR(FillLeaf(Requested(item), request_id, receipt.leaf));
-    if (answered.proofs) {
-      receipt.inclusion_proof = line.proof;
-      SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, formats::BatchLeafHash(receipt.leaf));
-    } else {
-      const Result<pipeline::MerkleTree>& tree = *trees[line.batch];
-      if (!tree) {
-        return MakeError(tree.error());
-      }
-      SIGNET_ASSIGN_OR_RETURN(receipt.inclusion_proof, tree->InclusionProof(line.leaf_index));
-      // The tree's leaf at this index is this file's leaf hash (ClientTree put it there).
-      SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, tree->Node(0, line.leaf_index));
-    }
-    receipt.leaf_index = line.leaf_index;
-    receipt.tree_size = answered.tree_size;
-    receipt.batch_id = answered.batch_id;
-    receipt.note = answered.note;
-    receipt.key_fingerprint = key_.receipt_key->fingerprint;
-    receipt.seq = line.seq;
-    return OkStatus();
-  }
-
-  formats::ReceiptVerdict Verify(const Pending& item, const formats::Receipt& receipt,
-                                 const formats::NoteCheck& check) const {
-    return formats::VerifyReceipt(receipt, item.size, receipt.leaf.digest,
-                                  key_.receipt_key->fingerprint, check);
-  }
-
-  // Checks `item`'s assembled receipt as `signet verify` would (unless `proven`: its whole batch
-  // was proven from this client's own tree) and writes it (serialized into `text`), or reports
-  // why not.
-  void FinishReceipt(const Pending& item, const formats::Receipt& receipt,
-                     const formats::NoteCheck& check, bool proven, std::string& text) {
-    const formats::ReceiptVerdict verdict =
-        proven ? formats::ReceiptVerdict{} : Verify(item, receipt, check);
-    if (!verdict.ok()) {
-      Report({item.path, item.signature_path, receipt.seq,
-              fmt::format("signetd's receipt does not check out ({}): {}{}",
-                          formats::ReceiptFailureName(verdict.failure), verdict.message,
-                          settings_.collect ? "; if the file changed since it was sent for "
-                                              "signing, the receipt is for its old contents"
-                                            : "")});
-      return;
-    }
-    text.clear();
-    if (Status serialized = formats::AppendReceipt(
-            text, receipt,
-            bundle_ ? formats::ReceiptLayout::kOneLine : formats::ReceiptLayout::kIndented);
-        !serialized) {
-      Report({item.path, item.signature_path, receipt.seq, serialized.error().message()});
-      return;
-    }
-    WriteOutput(item, *receipt.seq, AsBytes(text));
+    WriteBatchReceipts(
+        files, std::move(answer), *key_.receipt_key, options,
+        [&](std::size_t i, std::optional<std::uint64_t> seq, const Result<std::string_view>& text) {
+          const Pending& item = batch[i];
+          if (!text) {
+            Report({item.path, item.signature_path, seq, text.error().message()});
+            return;
+          }
+          WriteOutput(item, *seq, AsBytes(*text));
+        });
   }
 
   // Writes `bytes` to item.signature_path (creating --out-dir's directories) and reports the file.

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -109,6 +110,30 @@ struct ClientLeaf {
 // VerifyReceipt, which then says what is wrong (the note, or the proof).
 bool TreeIsSigned(const AnsweredBatch& batch, const pipeline::MerkleTree& tree,
                   const formats::NoteCheck& check);
+
+// How WriteBatchReceipts writes receipts.
+struct ReceiptOptions {
+  formats::ReceiptLayout layout = formats::ReceiptLayout::kIndented;
+  std::string
+      changed_hint;  // appended to "does not check out" (--collect: the file may have changed)
+};
+
+// Where WriteBatchReceipts puts file i's receipt: its text (valid until the next call), or why
+// there is none. `seq` is the file's `sign` record when the answer names it.
+using ReceiptSink = std::function<void(std::size_t i, std::optional<std::uint64_t> seq,
+                                       const Result<std::string_view>& text)>;
+
+// `signet sign` with a batch key: assembles the receipt of each of `files` (in the order sent)
+// from the read answer and what this client hashed itself (the leaf), checks it as `signet verify`
+// would (note signature, leaf, proof, file digest) and hands it to `sink`, serialized, or why not
+// (the answer is malformed for the file; the receipt does not check out). A batch answered
+// without proofs is rebuilt from this client's own leaves (ClientTree), each file's proof taken
+// from that tree; when the batch's note signs that tree's root (TreeIsSigned), its receipts hold
+// by construction, and VerifyReceipt runs only on its first and last, as a check of this code
+// (should either fail, on every receipt of the batch).
+void WriteBatchReceipts(const std::vector<RequestedFile>& files, ReadAnswer answer,
+                        const ReceiptKey& key, const ReceiptOptions& options,
+                        const ReceiptSink& sink);
 
 // A receipt bundle as `signet sign --bundle FILE` writes it: one receipt per line (BATCH.md,
 // "Receipt bundles"), each parsed, in the bundle's order.
