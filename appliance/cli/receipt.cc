@@ -51,35 +51,7 @@ Result<ReceiptKey> MakeReceiptKey(std::string_view public_key) {
 
 using nlohmann::json;
 
-Result<pipeline::MerkleTree> ClientTree(const AnsweredBatch& batch,
-                                        const std::vector<ClientLeaf>& members) {
-  std::vector<pipeline::MerkleHash> leaves(members.size() == batch.tree_size ? members.size() : 0);
-  std::vector<bool> seen(leaves.size(), false);
-  bool complete = !leaves.empty();
-  for (const ClientLeaf& member : members) {
-    if (!complete || member.index >= leaves.size() || seen[member.index]) {
-      complete = false;
-      break;
-    }
-    seen[member.index] = true;
-    leaves[member.index] = member.hash;
-  }
-  if (!complete) {
-    return MakeError(ErrorCode::kInvalidArgument,
-                     fmt::format("batch {} has no inclusion proofs, but the answer does not list "
-                                 "its {} leaves once each",
-                                 batch.batch_id, batch.tree_size));
-  }
-  return pipeline::MerkleTree(std::move(leaves));
-}
-
-bool TreeIsSigned(const AnsweredBatch& batch, const pipeline::MerkleTree& tree,
-                  const formats::NoteCheck& check) {
-  auto text = check(batch.note);
-  auto statement = text ? formats::ParseBatchStatement(*text) : Result<formats::BatchStatement>();
-  return text && statement && statement->batch_id == batch.batch_id &&
-         statement->tree_size == batch.tree_size && statement->root == tree.Root();
-}
+namespace {
 
 std::vector<Result<AnsweredBatch>> ReadAnsweredBatches(const json& batches) {
   std::vector<Result<AnsweredBatch>> out;
@@ -163,13 +135,11 @@ Result<AnsweredLine> ReadAnsweredLine(const json& answered, std::string_view nam
   return line;
 }
 
-namespace {
-
 // AnswerReader takes the SAX events of a batch key's sign answer of the usual shape straight into
 // AnsweredBatch and AnsweredLine values: what building nlohmann's DOM of 8,192 items (a std::map
 // per item) and walking it cost. It gives up (the parse stops) on anything else: a field that is
 // unknown, of another type or given twice, a batch with proofs, more items than files. Such an
-// answer goes to the DOM path (ReadAnsweredBatches, ReadAnsweredLine), which names what is wrong.
+// answer goes to the DOM path (ReadBatchAnswer), which names what is wrong.
 class AnswerReader {
  public:
   explicit AnswerReader(const std::vector<std::string_view>& names) : names_(names) {
@@ -398,16 +368,6 @@ ReadAnswer ReadBatchAnswer(const json& reply, const std::vector<std::string_view
     answer.lines.push_back(ReadAnsweredLine(items[i], names[i], answer.batches));
   }
   return answer;
-}
-
-Status FillLeaf(const RequestedFile& file, const std::string& request_id,
-                formats::BatchLeaf& leaf) {
-  SIGNET_ASSIGN_OR_RETURN(leaf.digest, HexDecode(file.digest_hex));
-  leaf.name.assign(file.name);
-  leaf.size = file.size;
-  leaf.digest_algorithm.assign(pipeline::DigestAlgorithmName(file.algorithm));
-  leaf.request_id.assign(request_id);
-  return OkStatus();
 }
 
 formats::NoteCheck RememberingCheck(formats::NoteCheck check) {

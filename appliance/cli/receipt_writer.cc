@@ -10,6 +10,62 @@
 namespace signet::cli {
 namespace {
 
+// Sets `leaf` to `file`'s leaf in the request `request_id`: built from what this client hashed,
+// never from the answer. Reuses `leaf`'s memory. Errors: kInvalidArgument (a digest not in hex).
+Status FillLeaf(const RequestedFile& file, const std::string& request_id,
+                formats::BatchLeaf& leaf) {
+  SIGNET_ASSIGN_OR_RETURN(leaf.digest, HexDecode(file.digest_hex));
+  leaf.name.assign(file.name);
+  leaf.size = file.size;
+  leaf.digest_algorithm.assign(pipeline::DigestAlgorithmName(file.algorithm));
+  leaf.request_id.assign(request_id);
+  return OkStatus();
+}
+
+// A leaf of a batch answered without proofs, as this client computed it: where the answer put it
+// and its hash.
+struct ClientLeaf {
+  std::uint64_t index = 0;
+  pipeline::MerkleHash hash{};
+};
+
+// The RFC 6962 tree of a batch answered without proofs, over this client's own leaves, when
+// `members` are exactly the batch's tree_size leaves, each index once. Errors: kInvalidArgument
+// ("... does not list its N leaves once each").
+Result<pipeline::MerkleTree> ClientTree(const AnsweredBatch& batch,
+                                        const std::vector<ClientLeaf>& members) {
+  std::vector<pipeline::MerkleHash> leaves(members.size() == batch.tree_size ? members.size() : 0);
+  std::vector<bool> seen(leaves.size(), false);
+  bool complete = !leaves.empty();
+  for (const ClientLeaf& member : members) {
+    if (!complete || member.index >= leaves.size() || seen[member.index]) {
+      complete = false;
+      break;
+    }
+    seen[member.index] = true;
+    leaves[member.index] = member.hash;
+  }
+  if (!complete) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     fmt::format("batch {} has no inclusion proofs, but the answer does not list "
+                                 "its {} leaves once each",
+                                 batch.batch_id, batch.tree_size));
+  }
+  return pipeline::MerkleTree(std::move(leaves));
+}
+
+// Whether `tree` is what the batch's note signs: the note checks out (`check`), and its
+// statement is about this batch id and tree size, with `tree`'s root. When it is, every receipt
+// with a leaf and proof from `tree` holds by construction. When not, such receipts fail
+// VerifyReceipt, which then says what is wrong (the note, or the proof).
+bool TreeIsSigned(const AnsweredBatch& batch, const pipeline::MerkleTree& tree,
+                  const formats::NoteCheck& check) {
+  auto text = check(batch.note);
+  auto statement = text ? formats::ParseBatchStatement(*text) : Result<formats::BatchStatement>();
+  return text && statement && statement->batch_id == batch.batch_id &&
+         statement->tree_size == batch.tree_size && statement->root == tree.Root();
+}
+
 // One answer's receipts: its batches, the trees this client built for those without proofs, and
 // the buffers reused from receipt to receipt.
 class ReceiptAssembler {

@@ -675,7 +675,7 @@ class SignRun {
       }
     };
     // For a batch key: this client rebuilds the proofs of a batch made of its own leaves alone
-    // (ClientTree), so signetd need not send them.
+    // (WriteBatchReceipts), so signetd need not send them.
     auto answer = key_.batch() ? client.Post("/v1/sign", body,
                                              {std::string(formats::kBatchProofsHeader) + ": " +
                                               std::string(formats::kClientBuildsProofs)})

@@ -360,7 +360,7 @@ TEST(ReceiptTest, TextIsByteForByteNlohmannsPrettyDump) {
     ASSERT_TRUE(reparsed) << i << ": " << reparsed.error();
     EXPECT_EQ(*reparsed, cases[i]) << i;
   }
-  // The same notes again, in another order (the escaped note is kept between calls).
+  // The same notes again, in another order.
   for (std::size_t i = cases.size(); i-- > 0;) {
     EXPECT_EQ(*SerializeReceipt(cases[i]), ReferenceText(cases[i])) << i;
   }

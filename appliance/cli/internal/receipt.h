@@ -50,10 +50,6 @@ struct AnsweredBatch {
   bool proofs = true;  // its items carry their inclusion proofs (absent in older answers: true)
 };
 
-// The answer's `batches`, each read once for all its items: entry i is batch i, or why it cannot
-// be used (kInvalidArgument: a field missing or mistyped). Empty when `batches` is not an array.
-std::vector<Result<AnsweredBatch>> ReadAnsweredBatches(const nlohmann::json& batches);
-
 // One file's line of a batch key's sign answer.
 struct AnsweredLine {
   std::uint64_t batch = 0;  // index into the answer's batches
@@ -61,12 +57,6 @@ struct AnsweredLine {
   std::uint64_t seq = 0;                    // its `sign` record in the audit log
   std::vector<pipeline::MerkleHash> proof;  // when its batch carries proofs
 };
-
-// Reads `answered`, the line of the answer for the file named `name`, against the answer's
-// batches (ReadAnsweredBatches). Errors: kInvalidArgument naming what is missing or wrong.
-[[nodiscard]] Result<AnsweredLine> ReadAnsweredLine(
-    const nlohmann::json& answered, std::string_view name,
-    const std::vector<Result<AnsweredBatch>>& batches);
 
 // A batch key's sign answer, read: its batches and one line per file sent.
 struct ReadAnswer {
@@ -76,7 +66,7 @@ struct ReadAnswer {
 };
 
 // Reads `reply` (a 200 answer whose "items" has one entry per file sent) for the files `names`,
-// in the order sent: every batch and line checked (ReadAnsweredBatches, ReadAnsweredLine).
+// in the order sent: every batch and line checked, naming what is missing or wrong.
 ReadAnswer ReadBatchAnswer(const nlohmann::json& reply, const std::vector<std::string_view>& names);
 
 // The same, from the answer's text, without building its DOM, for an answer of the usual shape
@@ -86,36 +76,11 @@ ReadAnswer ReadBatchAnswer(const nlohmann::json& reply, const std::vector<std::s
 std::optional<ReadAnswer> ReadBatchAnswerFast(std::string_view body,
                                               const std::vector<std::string_view>& names);
 
-// Sets `leaf` to `file`'s leaf in the request `request_id`: built from what this client hashed,
-// never from the answer. Reuses `leaf`'s memory. Errors: kInvalidArgument (a digest not in hex).
-[[nodiscard]] Status FillLeaf(const RequestedFile& file, const std::string& request_id,
-                              formats::BatchLeaf& leaf);
-
-// A leaf of a batch answered without proofs, as this client computed it: where the answer put it
-// and its hash.
-struct ClientLeaf {
-  std::uint64_t index = 0;
-  pipeline::MerkleHash hash{};
-};
-
-// The RFC 6962 tree of a batch answered without proofs, over this client's own leaves, when
-// `members` are exactly the batch's tree_size leaves, each index once. Errors: kInvalidArgument
-// ("... does not list its N leaves once each").
-[[nodiscard]] Result<pipeline::MerkleTree> ClientTree(const AnsweredBatch& batch,
-                                                      const std::vector<ClientLeaf>& members);
-
-// Whether `tree` is what the batch's note signs: the note checks out (`check`), and its
-// statement is about this batch id and tree size, with `tree`'s root. When it is, every receipt
-// with a leaf and proof from `tree` holds by construction. When not, such receipts fail
-// VerifyReceipt, which then says what is wrong (the note, or the proof).
-bool TreeIsSigned(const AnsweredBatch& batch, const pipeline::MerkleTree& tree,
-                  const formats::NoteCheck& check);
-
 // How WriteBatchReceipts writes receipts.
 struct ReceiptOptions {
   formats::ReceiptLayout layout = formats::ReceiptLayout::kIndented;
-  std::string
-      changed_hint;  // appended to "does not check out" (--collect: the file may have changed)
+  // Appended to "does not check out" (--collect: the file may have changed since it was sent).
+  std::string changed_hint;
 };
 
 // Where WriteBatchReceipts puts file i's receipt: its text (valid until the next call), or why
@@ -127,8 +92,8 @@ using ReceiptSink = std::function<void(std::size_t i, std::optional<std::uint64_
 // from the read answer and what this client hashed itself (the leaf), checks it as `signet verify`
 // would (note signature, leaf, proof, file digest) and hands it to `sink`, serialized, or why not
 // (the answer is malformed for the file; the receipt does not check out). A batch answered
-// without proofs is rebuilt from this client's own leaves (ClientTree), each file's proof taken
-// from that tree; when the batch's note signs that tree's root (TreeIsSigned), its receipts hold
+// without proofs is rebuilt from this client's own leaves, each file's proof taken from that
+// tree; when the batch's note signs that tree's root, batch id and size, its receipts hold
 // by construction, and VerifyReceipt runs only on its first and last, as a check of this code
 // (should either fail, on every receipt of the batch).
 void WriteBatchReceipts(const std::vector<RequestedFile>& files, ReadAnswer answer,
