@@ -468,6 +468,7 @@ Status Log::State::CommitGroup(std::vector<Pending>& group,
   std::int64_t time_us = std::max(NowMicros(), last_time_us);
   Status put = OkStatus();
   std::string bytes;  // one record's, its buffer reused from record to record
+  std::vector<internal::DigestIndexEntry> index;
   for (Pending& pending : group) {
     ranges.push_back(SeqRange{next.size(), pending.records.size()});
     const std::string_view text = pending.text;
@@ -487,13 +488,16 @@ Status Log::State::CommitGroup(std::vector<Pending>& group,
       SIGNET_RETURN_IF_ERROR(put);
       for (; digest < prepared.digests_end; ++digest) {
         const DigestEntry& entry = pending.digests[digest];
-        SIGNET_RETURN_IF_ERROR(write.PutDigest(
-            entry.algorithm,
-            std::span<const std::uint8_t>(pending.digest_bytes).subspan(entry.offset, entry.size),
-            seq));
+        index.push_back(
+            {entry.algorithm,
+             std::span<const std::uint8_t>(pending.digest_bytes).subspan(entry.offset, entry.size),
+             seq});
       }
     }
   }
+  // The whole group's digests at once, in the index's order (random digests, one at a time, would
+  // each search the index from its root).
+  SIGNET_RETURN_IF_ERROR(write.PutDigests(index));
   internal::TreeMeta tree;
   tree.size = next.size();
   tree.root = next.Root();

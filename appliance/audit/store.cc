@@ -434,15 +434,17 @@ struct Store::Write::Impl {
   }
   Status Put(MDB_dbi dbi, MDB_val key, MDB_val value, unsigned flags, std::string_view what) {
     const int rc = mdb_put(txn, dbi, &key, &value, flags);
-    if (rc == MDB_MAP_FULL) {
-      return MakeError(LmdbError(rc, std::string(what) + ": the audit map is full (" +
-                                         std::to_string(store->MapSize()) +
-                                         " bytes); raise max_map_size"));
-    }
     if (rc != 0) {
-      return MakeError(LmdbError(rc, what));
+      return MakeError(PutError(rc, what));
     }
     return OkStatus();
+  }
+  Error PutError(int rc, std::string_view what) const {
+    if (rc == MDB_MAP_FULL) {
+      return LmdbError(rc, std::string(what) + ": the audit map is full (" +
+                               std::to_string(store->MapSize()) + " bytes); raise max_map_size");
+    }
+    return LmdbError(rc, what);
   }
 };
 
@@ -461,14 +463,50 @@ Status Store::Write::PutNode(const pipeline::MerkleNode& node) {
   return impl_->Put(impl_->store->nodes, Val(key), Val(node.hash), MDB_APPEND, "store merkle node");
 }
 
-Status Store::Write::PutDigest(std::string_view algorithm, std::span<const std::uint8_t> digest,
-                               std::uint64_t seq) {
-  const std::string key = DigestKey(algorithm, digest);
-  if (key.size() > 256) {
-    return MakeError(ErrorCode::kInvalidArgument, "digest index key too long");
+Status Store::Write::PutDigests(std::span<const DigestIndexEntry> entries) {
+  // Every key is algorithm ':' digest, laid out in one buffer; the entries are then sorted as
+  // LMDB orders keys (bytes, then length) and, under one key, by seq (its duplicates' order).
+  struct Keyed {
+    std::size_t offset;
+    std::size_t size;
+    SeqKey value;
+  };
+  std::string keys;
+  std::vector<Keyed> keyed;
+  keyed.reserve(entries.size());
+  for (const DigestIndexEntry& entry : entries) {
+    const std::size_t size = entry.algorithm.size() + 1 + entry.digest.size();
+    if (size > 256) {
+      return MakeError(ErrorCode::kInvalidArgument, "digest index key too long");
+    }
+    if (keys.empty()) {
+      keys.reserve(entries.size() * size);
+    }
+    keyed.push_back({keys.size(), size, KeyOf(entry.seq)});
+    keys.append(entry.algorithm);
+    keys.push_back(':');
+    keys.append(reinterpret_cast<const char*>(entry.digest.data()), entry.digest.size());
   }
-  const SeqKey value = KeyOf(seq);
-  return impl_->Put(impl_->store->digests, Val(key), Val(value), 0, "index audit digest");
+  const auto key_of = [&keys](const Keyed& k) {
+    return std::string_view(keys).substr(k.offset, k.size);
+  };
+  std::sort(keyed.begin(), keyed.end(), [&](const Keyed& a, const Keyed& b) {
+    const int order = key_of(a).compare(key_of(b));
+    return order != 0 ? order < 0 : a.value < b.value;
+  });
+  MDB_cursor* raw = nullptr;
+  if (const int rc = mdb_cursor_open(impl_->txn, impl_->store->digests, &raw); rc != 0) {
+    return MakeError(LmdbError(rc, "index audit digest"));
+  }
+  const std::unique_ptr<MDB_cursor, FnDeleter<&mdb_cursor_close>> cursor(raw);
+  for (const Keyed& k : keyed) {
+    MDB_val key = Val(key_of(k));
+    MDB_val value = Val(k.value);
+    if (const int rc = mdb_cursor_put(cursor.get(), &key, &value, 0); rc != 0) {
+      return MakeError(impl_->PutError(rc, "index audit digest"));
+    }
+  }
+  return OkStatus();
 }
 
 Status Store::Write::PutTree(const TreeMeta& tree) {

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -114,6 +115,45 @@ TEST(LogTest, AppendsGetsSequenceNumbersAndReadsBack) {
   EXPECT_EQ(log->health().error().code(), ErrorCode::kUnavailable);
   EXPECT_EQ(log->Append({SampleRecord(4)}).error().code(), ErrorCode::kUnavailable);
   EXPECT_EQ(log->CheckpointNow().error().code(), ErrorCode::kUnavailable);
+}
+
+// The digest index is written a group at a time, in key order: every record of a digest must be
+// found (oldest first), whatever the order of the digests within and across Appends, with
+// repeats in one Append and across commits, and with a second algorithm beside sha256.
+TEST(LogTest, DigestIndexFindsEveryRecordOfADigest) {
+  TempDir tmp;
+  auto log = OpenOrDie(TestLogOptions(tmp.path()));
+  ASSERT_TRUE(log);
+  std::map<std::string, std::vector<std::uint64_t>> expected;  // hex digest -> seqs
+  std::uint64_t seq = 0;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Record> records;
+    for (std::uint64_t i = 0; i < 600; ++i) {
+      // Digests 0..199 in a scrambled order, each three times per Append.
+      const std::uint64_t d = (i * 7 + round * 13) % 200;
+      Record r = SampleRecord(d);
+      if (d % 5 == 0) {
+        r.digests["sha512"] = testing::SampleDigest(d + 1000) + testing::SampleDigest(d + 2000);
+        expected[r.digests["sha512"]].push_back(seq);
+      }
+      expected[r.digests["sha256"]].push_back(seq);
+      records.push_back(std::move(r));
+      ++seq;
+    }
+    auto range = log->Append(records);
+    ASSERT_TRUE(range) << range.error();
+  }
+  ASSERT_EQ(expected.size(), 240u);
+  for (const auto& [digest, seqs] : expected) {
+    auto found = log->FindByDigest(digest);
+    ASSERT_TRUE(found) << found.error();
+    std::vector<std::uint64_t> got;
+    for (const Record& r : *found) {
+      got.push_back(r.seq);
+    }
+    EXPECT_EQ(got, seqs) << digest;
+  }
+  EXPECT_TRUE(log->FindByDigest(testing::SampleDigest(999))->empty());
 }
 
 TEST(LogTest, RefusesBadRecordsWithoutStopping) {

@@ -37,6 +37,13 @@ struct TreeMeta {
   std::vector<pipeline::MerkleHash> compact_range;
 };
 
+// One entry for the digest index: record `seq` holds `digest` (raw bytes) under `algorithm`.
+struct DigestIndexEntry {
+  std::string_view algorithm;
+  std::span<const std::uint8_t> digest;
+  std::uint64_t seq = 0;
+};
+
 class Store;
 
 // A read transaction. Move-only; ends when destroyed. Holds the store's resize lock (shared).
@@ -103,8 +110,11 @@ class Store {
     ~Write();
     [[nodiscard]] Status PutRecord(std::uint64_t seq, std::string_view bytes);
     [[nodiscard]] Status PutNode(const pipeline::MerkleNode& node);
-    [[nodiscard]] Status PutDigest(std::string_view algorithm, std::span<const std::uint8_t> digest,
-                                   std::uint64_t seq);
+    // Indexes each entry's digest under its algorithm as held by record `seq`. Entries may come in
+    // any order: they are put in the index's key order through one cursor, so each leaf page is
+    // found once from the page before instead of from the root for every entry. Errors:
+    // kInvalidArgument (a key over 256 bytes), LMDB's.
+    [[nodiscard]] Status PutDigests(std::span<const DigestIndexEntry> entries);
     [[nodiscard]] Status PutTree(const TreeMeta& tree);
     [[nodiscard]] Status PutCheckpoint(std::uint64_t size, std::string_view note);
     // Commits (fsync'd). Consumes the transaction: the handle is freed even when commit fails.
