@@ -2,13 +2,19 @@
 // WriteBatchReceipts).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <optional>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "appliance/cli/internal/receipt.h"
 
 namespace signet::cli {
 namespace {
+
+// A part of an answer assembled by a thread of its own has at least this many files.
+constexpr std::size_t kMinFilesPerPart = 1024;
 
 // Sets `leaf` to `file`'s leaf in the request `request_id`: built from what this client hashed,
 // never from the answer. Reuses `leaf`'s memory. Errors: kInvalidArgument (a digest not in hex).
@@ -82,9 +88,30 @@ class ReceiptAssembler {
 
   void Run(const ReceiptSink& sink) {
     BuildTrees();
-    std::vector<Result<AnsweredLine>>& lines = answer_.lines;
-    for (std::size_t i = 0; i < files_.size(); ++i) {
-      const Status filled = lines[i] ? Fill(i) : Status(MakeError(lines[i].error()));
+    // Once the trees are built, each receipt depends on nothing but its own line: a large answer
+    // may be assembled by several threads (ReceiptOptions::threads), each over a contiguous part,
+    // so that the last answer of a run (when hashing is over) does not leave a core idle.
+    const std::size_t n = files_.size();
+    const std::size_t parts = std::clamp<std::size_t>(n / kMinFilesPerPart, 1,
+                                                      std::max<std::size_t>(1, options_.threads));
+    {
+      std::vector<std::jthread> helpers;
+      for (std::size_t p = 1; p < parts; ++p) {
+        helpers.emplace_back(
+            [this, &sink, p, parts, n] { Assemble(n * p / parts, n * (p + 1) / parts, sink); });
+      }
+      Assemble(0, n / parts, sink);
+    }  // joins the helpers
+  }
+
+ private:
+  // Receipts [begin, end) to `sink`, with buffers of this call's own (it runs beside others).
+  void Assemble(std::size_t begin, std::size_t end, const ReceiptSink& sink) const {
+    formats::Receipt receipt;
+    std::string text;
+    const std::vector<Result<AnsweredLine>>& lines = answer_.lines;
+    for (std::size_t i = begin; i < end; ++i) {
+      const Status filled = lines[i] ? Fill(i, receipt) : Status(MakeError(lines[i].error()));
       if (!filled) {
         sink(i, std::nullopt,
              MakeError(ErrorCode::kInvalidArgument,
@@ -92,26 +119,24 @@ class ReceiptAssembler {
         continue;
       }
       const formats::ReceiptVerdict verdict =
-          proven_[lines[i]->batch] ? formats::ReceiptVerdict{} : Verify(i);
+          proven_[lines[i]->batch] ? formats::ReceiptVerdict{} : Verify(i, receipt);
       if (!verdict.ok()) {
-        sink(i, receipt_.seq,
+        sink(i, receipt.seq,
              MakeError(ErrorCode::kCrypto,
                        fmt::format("signetd's receipt does not check out ({}): {}{}",
                                    formats::ReceiptFailureName(verdict.failure), verdict.message,
                                    options_.changed_hint)));
         continue;
       }
-      text_.clear();
-      if (Status serialized = formats::AppendReceipt(text_, receipt_, options_.layout);
-          !serialized) {
-        sink(i, receipt_.seq, MakeError(serialized.error()));
+      text.clear();
+      if (Status serialized = formats::AppendReceipt(text, receipt, options_.layout); !serialized) {
+        sink(i, receipt.seq, MakeError(serialized.error()));
         continue;
       }
-      sink(i, receipt_.seq, std::string_view(text_));
+      sink(i, receipt.seq, std::string_view(text));
     }
   }
 
- private:
   // For each batch answered without proofs: the tree over this client's own leaves of it, and
   // whether its note signs that tree (then each of its receipts holds by construction, and
   // VerifyReceipt runs only on its first and last, as a check of this code).
@@ -145,45 +170,46 @@ class ReceiptAssembler {
         continue;
       }
       bool holds = true;
+      formats::Receipt receipt;
       for (const std::size_t m : {members[b].front(), members[b].back()}) {
-        holds = holds && Fill(m) && Verify(m).ok();
+        holds = holds && Fill(m, receipt) && Verify(m, receipt).ok();
       }
       proven_[b] = holds;
     }
   }
 
-  // Sets receipt_ to file i's receipt from its answered line and batch, its leaf built from the
+  // Sets `receipt` to file i's receipt from its answered line and batch, its leaf built from the
   // file, its proof from the answer or, for a batch without proofs, from this client's tree of
   // the batch. Errors: the tree's (a batch whose leaves are not each listed once),
   // kInvalidArgument (a digest not in hex).
-  Status Fill(std::size_t i) {
+  Status Fill(std::size_t i, formats::Receipt& receipt) const {
     const AnsweredLine& line = *answer_.lines[i];
     const AnsweredBatch& batch = *answer_.batches[line.batch];
-    SIGNET_RETURN_IF_ERROR(FillLeaf(files_[i], answer_.request_id, receipt_.leaf));
+    SIGNET_RETURN_IF_ERROR(FillLeaf(files_[i], answer_.request_id, receipt.leaf));
     if (batch.proofs) {
-      receipt_.inclusion_proof = line.proof;
-      SIGNET_ASSIGN_OR_RETURN(receipt_.leaf_hash, formats::BatchLeafHash(receipt_.leaf));
+      receipt.inclusion_proof = line.proof;
+      SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, formats::BatchLeafHash(receipt.leaf));
     } else {
       const Result<pipeline::MerkleTree>& tree = *trees_[line.batch];
       if (!tree) {
         return MakeError(tree.error());
       }
-      SIGNET_ASSIGN_OR_RETURN(receipt_.inclusion_proof, tree->InclusionProof(line.leaf_index));
+      SIGNET_ASSIGN_OR_RETURN(receipt.inclusion_proof, tree->InclusionProof(line.leaf_index));
       // The tree's leaf at this index is this file's leaf hash (ClientTree put it there).
-      SIGNET_ASSIGN_OR_RETURN(receipt_.leaf_hash, tree->Node(0, line.leaf_index));
+      SIGNET_ASSIGN_OR_RETURN(receipt.leaf_hash, tree->Node(0, line.leaf_index));
     }
-    receipt_.leaf_index = line.leaf_index;
-    receipt_.tree_size = batch.tree_size;
-    receipt_.batch_id = batch.batch_id;
-    receipt_.note = batch.note;
-    receipt_.key_fingerprint = key_.fingerprint;
-    receipt_.seq = line.seq;
+    receipt.leaf_index = line.leaf_index;
+    receipt.tree_size = batch.tree_size;
+    receipt.batch_id = batch.batch_id;
+    receipt.note = batch.note;
+    receipt.key_fingerprint = key_.fingerprint;
+    receipt.seq = line.seq;
     return OkStatus();
   }
 
-  // receipt_, filled for file i, checked as `signet verify` checks it.
-  formats::ReceiptVerdict Verify(std::size_t i) const {
-    return formats::VerifyReceipt(receipt_, files_[i].size, receipt_.leaf.digest, key_.fingerprint,
+  // `receipt`, filled for file i, checked as `signet verify` checks it.
+  formats::ReceiptVerdict Verify(std::size_t i, const formats::Receipt& receipt) const {
+    return formats::VerifyReceipt(receipt, files_[i].size, receipt.leaf.digest, key_.fingerprint,
                                   check_);
   }
 
@@ -195,8 +221,6 @@ class ReceiptAssembler {
   const formats::NoteCheck check_;
   std::vector<std::optional<Result<pipeline::MerkleTree>>> trees_;  // per batch without proofs
   std::vector<bool> proven_;                                        // per batch
-  formats::Receipt receipt_;                                        // the current file's
-  std::string text_;                                                // receipt_, serialized
 };
 
 }  // namespace

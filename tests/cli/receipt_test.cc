@@ -761,6 +761,40 @@ TEST(ReadBatchAnswerTest, FastReadAgreesWithTheDomReadOrGivesUp) {
 
 // An existing bundle is kept without --force (nothing is signed), replaced with it; -r does not
 // sign the bundle or its temporary file; a key of format raw has no bundles.
+// A bundle's receipts are assembled by several threads once an answer has a few thousand files
+// (on a machine of two cores or more): every file still gets exactly one receipt, and each holds.
+TEST_F(ReceiptTest, ALargeAnswerAssembledInPartsGivesEveryFileOneReceipt) {
+  constexpr int kFiles = 3000;  // one request (8192 per request for a batch key), three parts
+  std::set<std::string> files;
+  for (int i = 0; i < kFiles; ++i) {
+    files.insert(Make("many/f" + std::to_string(i), "artifact " + std::to_string(i)));
+  }
+  ProcessResult result = Sign({"-r", "many", "--bundle", "all.receipts"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("signed 3000 files with key batch")) << result.err;
+  EXPECT_EQ(std::count(result.out.begin(), result.out.end(), '\n'), kFiles);
+  std::multiset<std::string> named;
+  std::set<std::uint64_t> leaves;
+  std::istringstream in(ReadFile(dir() / "all.receipts"));
+  for (std::string line; std::getline(in, line);) {
+    const json receipt = json::parse(line);
+    EXPECT_EQ(receipt["tree_size"].get<std::uint64_t>(), std::uint64_t{kFiles});
+    named.insert(receipt["leaf"]["name"].get<std::string>());
+    leaves.insert(receipt["leaf_index"].get<std::uint64_t>());
+  }
+  EXPECT_EQ(named.size(), files.size());
+  EXPECT_EQ(std::set<std::string>(named.begin(), named.end()), files);
+  EXPECT_EQ(leaves.size(), files.size());
+  ASSERT_NO_FATAL_FAILURE(ExportBatchKey());
+  result = Signet({"verify", "--key-file", "batch.pub.pem", "--bundle", "all.receipts"});
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+  const std::map<std::string, std::string> verdicts = Verdicts(result.out);
+  EXPECT_EQ(verdicts.size(), files.size());
+  EXPECT_EQ(std::count_if(verdicts.begin(), verdicts.end(),
+                          [](const auto& v) { return v.second == "OK"; }),
+            kFiles);
+}
+
 TEST_F(ReceiptTest, ABundleIsReplacedOnlyWithForceAndIsNoArtifact) {
   std::filesystem::create_directories(dir() / "rel");
   Make("rel/a", "a");

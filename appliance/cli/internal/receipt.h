@@ -81,10 +81,16 @@ struct ReceiptOptions {
   formats::ReceiptLayout layout = formats::ReceiptLayout::kIndented;
   // Appended to "does not check out" (--collect: the file may have changed since it was sent).
   std::string changed_hint;
+  // Up to this many threads assemble a large answer's receipts, each over a contiguous part of
+  // it. Worth it when the sink is cheap (a bundle); one receipt file per artifact is bound by
+  // creating files in one directory, which more threads only make contend.
+  std::size_t threads = 1;
 };
 
-// Where WriteBatchReceipts puts file i's receipt: its text (valid until the next call), or why
-// there is none. `seq` is the file's `sign` record when the answer names it.
+// Where WriteBatchReceipts puts file i's receipt: its text (valid until the call returns), or why
+// there is none. `seq` is the file's `sign` record when the answer names it. Called once per
+// file; with ReceiptOptions::threads above 1, from several threads at once (in file order within
+// each thread's part).
 using ReceiptSink = std::function<void(std::size_t i, std::optional<std::uint64_t> seq,
                                        const Result<std::string_view>& text)>;
 
