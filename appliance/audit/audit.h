@@ -328,6 +328,12 @@ class Log {
   // kInvalidArgument (no records, a record too large or not UTF-8), kUnavailable (the log has
   // failed or is closing, or the queue is full).
   [[nodiscard]] Status Submit(std::vector<Record> records, Done done);
+  // Submit(records, done) for `count` records made one at a time: record(i), called for i = 0 to
+  // count - 1 in order, returns the i-th. Its Record is read while the next is made: it must stay
+  // alive and unchanged until record(i + 2) is called (the records of a request share most fields,
+  // and two Records refilled in turn spare copying those into each). Errors: as Submit's.
+  [[nodiscard]] Status Submit(std::size_t count, const std::function<Record&(std::size_t)>& record,
+                              Done done);
   // Submits and waits. Errors: those of Submit and of the commit; kDeadlineExceeded when the
   // commit has not finished by `deadline` (the records may still be committed later).
   [[nodiscard]] Result<SeqRange> Append(std::vector<Record> records,

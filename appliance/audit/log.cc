@@ -384,16 +384,26 @@ Status AddDigests(const Record& record, Pending& pending) {
 }  // namespace
 
 Status Log::Submit(std::vector<Record> records, Done done) {
+  return Submit(
+      records.size(), [&records](std::size_t i) -> Record& { return records[i]; }, std::move(done));
+}
+
+Status Log::Submit(std::size_t count, const std::function<Record&(std::size_t)>& record_at,
+                   Done done) {
   State& s = *state_;
-  if (records.empty()) {
+  if (count == 0) {
     return MakeError(ErrorCode::kInvalidArgument, "no audit records to append");
   }
   Pending pending;
   pending.done = std::move(done);
-  pending.records.reserve(records.size());
-  internal::RecordPreparer preparer;  // `records` stays put until the loop ends
-  for (Record& record : records) {
-    record.host_id = s.options.host_id;
+  pending.records.reserve(count);
+  // Compares each record with the one before: record_at's contract keeps that one as it was.
+  internal::RecordPreparer preparer;
+  for (std::size_t i = 0; i < count; ++i) {
+    Record& record = record_at(i);
+    if (record.host_id != s.options.host_id) {
+      record.host_id = s.options.host_id;
+    }
     Prepared prepared;
     prepared.offset = pending.text.size();
     SIGNET_ASSIGN_OR_RETURN(prepared.head_size, preparer.Append(record, pending.text));
@@ -406,7 +416,7 @@ Status Log::Submit(std::vector<Record> records, Done done) {
     }
     if (pending.records.empty()) {
       // About the first record's size times their number: the buffer rarely grows.
-      pending.text.reserve(std::min<std::size_t>(prepared.size + 64, 2048) * records.size());
+      pending.text.reserve(std::min<std::size_t>(prepared.size + 64, 2048) * count);
     }
     SIGNET_RETURN_IF_ERROR(AddDigests(record, pending));
     prepared.digests_end = pending.digests.size();

@@ -16,6 +16,8 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <utility>
@@ -184,35 +186,77 @@ Status AddAnswerItems(const SignCall& call, const Batch& batch, const LeafRun& r
   return OkStatus();
 }
 
-// The `batch` record of `batch` and the `sign` records of the leaves of `run`, onto `records`.
-// The items' digests move into the records: nothing reads them after.
-void AddRecords(SignCall& call, const Batch& batch, const LeafRun& run,
-                std::vector<audit::Record>& records) {
-  audit::Record base = BaseRecord(call, audit::RecordKind::kBatch);
-  base.signature_sha256 = Sha256Hex(AsBytes(batch.note));
-  base.decision = "allow";
-  base.policy_rule = call.verdict.rule;
-  audit::Record& batch_record = records.emplace_back(base);
-  batch_record.batch = audit::BatchRef{.id = batch.id,
-                                       .leaf_index = std::nullopt,
-                                       .tree_size = batch.tree.size(),
-                                       .root = Base64Encode(batch.tree.Root()),
-                                       .note = batch.note};
-  base.kind = audit::RecordKind::kSign;
-  base.batch = audit::BatchRef{.id = batch.id,
-                               .leaf_index = std::nullopt,
-                               .tree_size = std::nullopt,
-                               .root = "",
-                               .note = ""};
-  for (std::size_t leaf = run.first; leaf < run.first + run.count; ++leaf) {
-    SignItem& item = call.items[batch.sources[leaf].item];
-    audit::Record& r = records.emplace_back(base);
+// The records of request `call` for its `runs` of leaves, made one at a time for Log::Submit: per
+// run, the `batch` record of its batch, then a `sign` record per leaf. The `sign` records are two
+// Records refilled in turn (Submit reads each while the next is made), so the fields every record
+// of the request shares are not copied into each; the items' digests move into them: nothing
+// reads them after.
+class RecordSource {
+ public:
+  RecordSource(SignCall& call, const Group& group, const std::vector<LeafRun>& runs)
+      : call_(call), group_(group), runs_(runs) {
+    for (const LeafRun& run : runs_) {
+      count_ += 1 + run.count;
+    }
+  }
+  std::size_t count() const { return count_; }
+
+  // Record i; called for i = 0, 1, ... in order.
+  audit::Record& operator()(std::size_t /*i*/) {
+    const LeafRun& run = runs_[run_];
+    const Batch& batch = group_.batches[run.batch];
+    if (step_ == 0) {
+      step_ = 1;
+      audit::Record& r = batch_records_.emplace_back(Base(batch, audit::RecordKind::kBatch));
+      r.batch = audit::BatchRef{.id = batch.id,
+                                .leaf_index = std::nullopt,
+                                .tree_size = batch.tree.size(),
+                                .root = Base64Encode(batch.tree.Root()),
+                                .note = batch.note};
+      return r;
+    }
+    const std::size_t leaf = run.first + step_ - 1;
+    audit::Record& r = slots_[turn_];
+    turn_ ^= 1;
+    if (!r.batch || r.batch->id != batch.id) {  // its first leaf of this batch
+      r = Base(batch, audit::RecordKind::kSign);
+      r.batch = audit::BatchRef{.id = batch.id,
+                                .leaf_index = std::nullopt,
+                                .tree_size = std::nullopt,
+                                .root = "",
+                                .note = ""};
+    }
+    SignItem& item = call_.items[batch.sources[leaf].item];
     r.artifact_name = item.name;
     r.artifact_size = item.size;
     r.digests = std::move(item.digests);
     r.batch->leaf_index = leaf;
+    if (++step_ == run.count + 1) {
+      step_ = 0;
+      ++run_;
+    }
+    return r;
   }
-}
+
+ private:
+  audit::Record Base(const Batch& batch, audit::RecordKind kind) const {
+    audit::Record r = BaseRecord(call_, kind);
+    r.signature_sha256 = Sha256Hex(AsBytes(batch.note));
+    r.decision = "allow";
+    r.policy_rule = call_.verdict.rule;
+    return r;
+  }
+
+  SignCall& call_;
+  const Group& group_;
+  const std::vector<LeafRun>& runs_;
+  std::size_t count_ = 0;
+  std::size_t run_ = 0;   // the run of the next record
+  std::size_t step_ = 0;  // 0: its `batch` record next; k: its k-th leaf's `sign` record
+  std::deque<audit::Record> batch_records_;  // one per run, each kept until Submit returns
+  audit::Record slots_[2];
+  std::size_t turn_ = 0;
+};
 
 // Records and answers request `c` of a signed group, whose leaves are `runs`: for each batch it
 // has leaves in, a `batch` record and its `sign` records; the answer lists only its own batches
@@ -226,8 +270,6 @@ void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c,
   answer->key_fingerprint = call->key->key.key.public_key.fingerprint;
   answer->request_id = call->request_id;
   answer->items.reserve(call->items.size());
-  std::vector<audit::Record> records;
-  records.reserve(call->items.size() + runs.size());
   for (const LeafRun& run : runs) {
     const Batch& batch = group->batches[run.batch];
     // A batch made of this request's leaves alone needs no proofs in the answer: its client has
@@ -248,18 +290,17 @@ void RecordAndAnswer(const std::shared_ptr<Group>& group, std::size_t c,
       return;
     }
   }
-  // Once nothing can fail (FailHsm records the first item's digests).
-  for (const LeafRun& run : runs) {
-    AddRecords(*call, group->batches[run.batch], run, records);
-  }
   // JSON is rendered now, on this HSM worker, and only completed with the seqs on the log's
   // delivery thread; CBOR goes through nlohmann there.
   auto rendered = std::make_shared<RenderedAnswer>();
   if (!call->cbor) {
     *rendered = RenderBatchAnswer(*answer);
   }
+  // Once nothing can fail (FailHsm records the first item's digests, which the records take).
+  RecordSource records(*call, *group, runs);
   auto status = call->state->log.Submit(
-      std::move(records), [call, group, answer, rendered](Result<audit::SeqRange> committed) {
+      records.count(), std::ref(records),
+      [call, group, answer, rendered](Result<audit::SeqRange> committed) {
         if (!committed) {
           spdlog::error("request {}: batch records not recorded, receipts withheld: {}",
                         call->request_id, committed.error().ToString());

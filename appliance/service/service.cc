@@ -231,21 +231,26 @@ void OnSigned(const std::shared_ptr<SignCall>& call, Result<hsm::Signatures> sig
   // The hsm module has checked the signatures before releasing them (for RSA always; for ECDSA
   // and Ed25519 unless verify_before_release is off): checking them again here would double the
   // CPU cost of every signature and add nothing.
-  std::vector<audit::Record> records;
-  records.reserve(call->items.size());
-  for (std::size_t i = 0; i < call->items.size(); ++i) {
-    const internal::SignItem& item = call->items[i];
-    audit::Record r = BaseRecord(*call, audit::RecordKind::kSign);
+  // One `sign` record per item, made one at a time in two Records refilled in turn (Log::Submit
+  // reads each while the next is made): the fields they share are not copied into each. The
+  // items' digests move into them: nothing reads them after.
+  audit::Record slots[2];
+  for (audit::Record& slot : slots) {
+    slot = BaseRecord(*call, audit::RecordKind::kSign);
+    slot.decision = "allow";
+    slot.policy_rule = call->verdict.rule;
+  }
+  const auto record = [&](std::size_t i) -> audit::Record& {
+    internal::SignItem& item = call->items[i];
+    audit::Record& r = slots[i % 2];
     r.artifact_name = item.name;
     r.artifact_size = item.size;
-    r.digests = item.digests;
+    r.digests = std::move(item.digests);
     r.signature_sha256 = internal::Sha256Hex((*signatures)[i]);
-    r.decision = "allow";
-    r.policy_rule = call->verdict.rule;
-    records.push_back(std::move(r));
-  }
+    return r;
+  };
   auto status = call->state->log.Submit(
-      std::move(records), [call, signatures](Result<audit::SeqRange> committed) {
+      call->items.size(), record, [call, signatures](Result<audit::SeqRange> committed) {
         if (!committed) {
           spdlog::error("request {}: signatures not recorded, withheld: {}", call->request_id,
                         committed.error().ToString());
