@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
 #include <map>
 #include <set>
 #include <sstream>
@@ -154,6 +155,50 @@ TEST(LogTest, DigestIndexFindsEveryRecordOfADigest) {
     EXPECT_EQ(got, seqs) << digest;
   }
   EXPECT_TRUE(log->FindByDigest(testing::SampleDigest(999))->empty());
+}
+
+// Records made one at a time, in two Records refilled in turn, are stored exactly as given, also
+// when fields the records of a request usually share (requester, key, policy) change from one to
+// the next (the preparer compares each record with the one before).
+TEST(LogTest, RecordsMadeOneAtATimeAreStoredAsGiven) {
+  TempDir tmp;
+  auto log = OpenOrDie(TestLogOptions(tmp.path()));
+  ASSERT_TRUE(log);
+  std::vector<Record> expected;
+  for (std::uint64_t i = 0; i < 50; ++i) {
+    Record r = SampleRecord(i / 4);  // shared fields change every fourth record
+    r.artifact_name = "dist/item-" + std::to_string(i);
+    r.digests["sha256"] = testing::SampleDigest(100 + i);
+    r.signature_sha256 = std::string(64, i % 3 == 0 ? 'e' : 'f');
+    expected.push_back(std::move(r));
+  }
+  Record slots[2];
+  std::promise<Result<SeqRange>> committed;
+  auto submitted = log->Submit(
+      expected.size(),
+      [&](std::size_t i) -> Record& {
+        slots[i % 2] = expected[i];
+        return slots[i % 2];
+      },
+      [&](Result<SeqRange> r) { committed.set_value(std::move(r)); });
+  ASSERT_TRUE(submitted) << submitted.error();
+  auto range = committed.get_future().get();
+  ASSERT_TRUE(range) << range.error();
+  ASSERT_EQ(range->count, expected.size());
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    auto got = log->Get(range->first + i);
+    ASSERT_TRUE(got) << got.error();
+    Record want = expected[i];
+    want.seq = got->seq;
+    want.time_us = got->time_us;
+    want.host_id = got->host_id;
+    EXPECT_EQ(*got, want) << i;
+  }
+  EXPECT_EQ(log->Submit(
+                   0, [&](std::size_t) -> Record& { return slots[0]; }, [](auto) {})
+                .error()
+                .code(),
+            ErrorCode::kInvalidArgument);
 }
 
 TEST(LogTest, RefusesBadRecordsWithoutStopping) {
