@@ -116,7 +116,7 @@ Result<FileDigest> Hasher::State::HashFile(const internal::InputEntry& entry, Wo
     return MakeError(*worker.broken);
   }
   // Only the error paths need the name as a string; most files never fail.
-  const auto name = [&entry] { return entry.where.path.string(); };
+  const auto name = [&entry] { return entry.where.path; };
   // O_NONBLOCK: if the file was swapped for a FIFO since it was listed, opening must not block (and
   // reading it then fails, as does the identity check after).
   const int flags =
@@ -276,7 +276,7 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
       }
       s.files_done.fetch_add(1, std::memory_order_relaxed);
       // Each entry is delivered once and its path is not read after, so it moves to the outcome.
-      std::filesystem::path path = std::move(entries[d.ordinal].where.path);
+      std::string path = std::move(entries[d.ordinal].where.path);
       if (d.digest) {
         d.digest->path = path;
       }
@@ -333,8 +333,7 @@ RunStats Hasher::Run(std::span<const std::filesystem::path> paths, const Outcome
                 try {
                   return s.HashFile(entries[i], worker);
                 } catch (const std::exception& e) {
-                  return MakeError(ErrorCode::kInternal,
-                                   entries[i].where.path.string() + ": " + e.what());
+                  return MakeError(ErrorCode::kInternal, entries[i].where.path + ": " + e.what());
                 }
               }();
               s.active.fetch_sub(1, std::memory_order_relaxed);

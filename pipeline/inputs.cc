@@ -29,7 +29,7 @@ FileIdentity IdentityOf(const struct stat& st) {
       static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec};
 }
 
-InputEntry Refused(std::filesystem::path path, Error error) {
+InputEntry Refused(std::string path, Error error) {
   InputEntry entry{Location{std::move(path), nullptr, 0}, {}, std::move(error)};
   entry.stat_done = true;
   return entry;
@@ -46,7 +46,7 @@ class Expander {
   std::vector<InputEntry> Run(std::span<const std::filesystem::path> paths) {
     std::vector<InputEntry> inputs(paths.size());
     for (std::size_t i = 0; i < paths.size(); ++i) {
-      inputs[i].where.path = paths[i];
+      inputs[i].where.path = paths[i].native();
     }
     StatAll(inputs);
     const bool any_walk = recursive_ && std::any_of(inputs.begin(), inputs.end(), [](auto& e) {
@@ -83,7 +83,7 @@ class Expander {
     struct stat st {};
     const Location& where = entry.where;
     if (::fstatat(where.at_fd(), where.at_name(), &st, follow_ ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
-      entry.error = ErrnoError(errno, where.path.string());
+      entry.error = ErrnoError(errno, where.path);
       return;
     }
     entry.mode = st.st_mode;
@@ -106,7 +106,7 @@ class Expander {
       why = std::string(" is ") + std::string(FileTypeName(st.st_mode)) +
             ", not a regular file; only regular files are hashed";
     }
-    entry.error = Error(ErrorCode::kInvalidArgument, where.path.string() + why);
+    entry.error = Error(ErrorCode::kInvalidArgument, where.path + why);
   }
 
   // Adds a stat'ed entry in order: a directory is replaced by its walk, anything else kept.
@@ -118,12 +118,12 @@ class Expander {
     out_.push_back(std::move(entry));
   }
 
-  void Walk(const std::filesystem::path& dir, const FileIdentity& id) {
+  void Walk(const std::string& dir, const FileIdentity& id) {
     const auto key = std::make_pair(id.device, id.inode);
     if (!on_stack_.insert(key).second) {
-      out_.push_back(Refused(dir, Error(ErrorCode::kInvalidArgument,
-                                        "directory loop: " + dir.string() +
-                                            " is its own ancestor through a symbolic link")));
+      out_.push_back(Refused(
+          dir, Error(ErrorCode::kInvalidArgument,
+                     "directory loop: " + dir + " is its own ancestor through a symbolic link")));
       return;
     }
     UniqueFd fd(
@@ -132,7 +132,7 @@ class Expander {
     // stays open for the *at(2) calls on the files listed.
     Dir handle(fd ? ::fdopendir(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0)) : nullptr);
     if (!handle) {
-      out_.push_back(Refused(dir, ErrnoError(errno, "open directory " + dir.string())));
+      out_.push_back(Refused(dir, ErrnoError(errno, "open directory " + dir)));
       on_stack_.erase(key);
       return;
     }
@@ -160,7 +160,7 @@ class Expander {
       errno = 0;
     }
     if (errno != 0) {
-      out_.push_back(Refused(dir, ErrnoError(errno, "read directory " + dir.string())));
+      out_.push_back(Refused(dir, ErrnoError(errno, "read directory " + dir)));
     }
     handle.reset();
     const auto name_of = [&names](const Child& c) {
@@ -170,7 +170,7 @@ class Expander {
               [&](const Child& a, const Child& b) { return name_of(a) < name_of(b); });
     // The same path `dir / name` makes (a separator unless `dir` already ends in one; a name
     // never holds one), without std::filesystem::path::operator/ parsing and reallocating.
-    std::string prefix = dir.native();
+    std::string prefix = dir;
     if (!prefix.empty() && prefix.back() != '/') {
       prefix += '/';
     }
@@ -183,7 +183,7 @@ class Expander {
       const std::string_view name = name_of(child);
       prefix.resize(prefix_length);
       prefix.append(name);
-      InputEntry entry{Location{std::filesystem::path(prefix), dir_fd, prefix_length}, {}, {}};
+      InputEntry entry{Location{prefix, dir_fd, prefix_length}, {}, {}};
       // d_type spares a stat now for everything but directories (and symlinks we follow), which
       // must be known at once to keep the walk in order; the rest are stat'ed later, in parallel.
       const bool maybe_dir =

@@ -116,7 +116,7 @@ struct FileIdentity {
 };
 
 struct FileDigest {
-  std::filesystem::path path;
+  std::string path;  // as named, or as the walk of a named directory made it (dir/name)
   FileIdentity identity;
   std::vector<Digest> digests;  // in the order of HashOptions::algorithms
 
@@ -127,7 +127,7 @@ struct FileDigest {
 // directory entries in sorted order, from 0 without gaps, so a caller can print in input order.
 struct FileOutcome {
   std::uint64_t ordinal = 0;
-  std::filesystem::path path;
+  std::string path;
   Result<FileDigest> digest;
 };
 

@@ -156,13 +156,13 @@ bool AuditFindCommand::HashFiles(Console& console, std::vector<Target>& targets)
   bool ok = true;
   hasher->Run(paths, [&](pipeline::FileOutcome outcome) {
     if (!outcome.digest) {
-      const std::string& name = outcome.path.native();
+      const std::string& name = outcome.path;
       const std::string& message = outcome.digest.error().message();
       console.Error(DisplayName(message.starts_with(name) ? message : name + ": " + message));
       ok = false;
       return;
     }
-    done[outcome.ordinal] = Target{outcome.path.string(), outcome.digest->digests.front().Hex(),
+    done[outcome.ordinal] = Target{outcome.path, outcome.digest->digests.front().Hex(),
                                    /*file=*/true};
   });
   for (auto& [ordinal, target] : done) {

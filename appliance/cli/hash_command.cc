@@ -24,9 +24,9 @@ int RunHash(const DigestSettings& settings, Console& console) {
     // Without -r there is exactly one outcome per argument, in order: print the argument exactly as
     // given (as sha256sum does), whatever the hasher made of its spelling.
     if (!settings.hash.recursive && outcome.ordinal < settings.paths.size()) {
-      outcome.path = settings.paths[outcome.ordinal];
+      outcome.path = settings.paths[outcome.ordinal].native();
     }
-    const std::string& name = outcome.path.native();
+    const std::string& name = outcome.path;
     if (!outcome.digest) {
       any_failed = true;
       ReportFileError(console, name, outcome.digest.error());

@@ -59,7 +59,7 @@ bool IsValidUtf8(std::string_view text) {
 }
 
 std::string JsonLine(const pipeline::FileOutcome& outcome) {
-  const std::string& path = outcome.path.native();
+  const std::string& path = outcome.path;
   nlohmann::ordered_json line = nlohmann::ordered_json::object();
   line["path"] = path;
   if (!IsValidUtf8(path)) {

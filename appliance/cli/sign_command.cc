@@ -453,7 +453,7 @@ class SignRun {
 
   // Called from the hasher's callback (serialized): checks what needs no daemon, queues the rest.
   void OnHashed(pipeline::FileOutcome outcome, BatchQueue& queue) {
-    const std::string name = outcome.path.native();
+    const std::string name = outcome.path;
     if (!outcome.digest) {
       std::string message = outcome.digest.error().message();
       if (message.starts_with(name + ": ")) {

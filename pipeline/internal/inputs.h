@@ -20,7 +20,7 @@ namespace signet::pipeline::internal {
 // the whole path again (a large share of the kernel's work per small file). The name is the tail
 // of `path` (a walk makes `path` as dir/name), so it is kept as an offset, not a second string.
 struct Location {
-  std::filesystem::path path;
+  std::string path;  // a string, not a std::filesystem::path: that splits every path it holds
   std::shared_ptr<const UniqueFd> dir;  // may be null: then `path` is used
   std::size_t name_offset = 0;          // with `dir`: where the name within `dir` starts in `path`
 
