@@ -200,6 +200,25 @@ TEST(SignBodyTest, FastPathAgreesWithTheDomOnMutatedBodies) {
   }
 }
 
+// CBOR whose map or array declares more entries than a container can hold makes nlohmann throw
+// even when asked not to (found by tests/fuzz/request_fuzz): the body is refused as not valid
+// CBOR, a client's error, not a failure of the handler.
+TEST(SignBodyTest, CborThatDeclaresAnImpossibleSizeIsRefused) {
+  // An array of one map whose declared size is 2^64 - 1 - 0x4444... entries.
+  const std::string bodies[] = {
+      std::string("\x81\xbb\xbb\xbb\xbb\xbb\xbb\xbb\xbb\xbb", 10),
+      std::string("\x9b\xff\xff\xff\xff\xff\xff\xff\xf0", 9),
+      std::string("\xbb\xff\xff\xff\xff\xff\xff\xff\xf0", 9),
+  };
+  for (const std::string& body : bodies) {
+    auto parsed = ParseSignBody(body, /*cbor=*/true);
+    ASSERT_FALSE(parsed);
+    EXPECT_EQ(parsed.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(parsed.error().message().find("not valid CBOR"), std::string::npos)
+        << parsed.error().message();
+  }
+}
+
 // Logs SAX events; takes them all.
 struct EventLog {
   std::string log;
