@@ -8,36 +8,13 @@
 #include <string_view>
 
 #include "appliance/service/internal/request.h"
+#include "tests/service/request_outcome.h"
 
 namespace {
 
 using signet::service::internal::ParsePath;
 using signet::service::internal::ParseSignBody;
-using signet::service::internal::SignItem;
-
-// What ParseSignBody and then CheckItems (for `hash`) made of `body`, as text to compare.
-std::string Outcome(std::string_view body, ParsePath path, signet::hsm::Hash hash) {
-  auto parsed = ParseSignBody(body, /*cbor=*/false, path);
-  if (!parsed) {
-    return "parse error: " + parsed.error().message();
-  }
-  const auto& env = parsed->envelope;
-  std::string out = "key=" + env.key + " tool=" + env.tool_name + "/" + env.tool_version +
-                    " host=" + env.client_host + " ticket=" + env.ticket +
-                    " count=" + std::to_string(env.item_count) + "\n";
-  auto items = parsed->CheckItems(hash);
-  if (!items) {
-    return out + "items error: " + items.error().message();
-  }
-  for (const SignItem& item : *items) {
-    out += "name=" + item.name + " size=" + (item.size ? std::to_string(*item.size) : "-");
-    for (const auto& [algorithm, hex] : item.digests) {
-      out += " " + algorithm + "=" + hex;
-    }
-    out += "\n";
-  }
-  return out;
-}
+using signet::service::internal::SignBodyOutcome;
 
 }  // namespace
 
@@ -50,8 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                  : data[0] % 3 == 1 ? signet::hsm::Hash::kSha384
                                                     : signet::hsm::Hash::kSha512;
   const std::string_view body(reinterpret_cast<const char*>(data) + 1, size - 1);
-  const std::string fast = Outcome(body, ParsePath::kFast, hash);
-  const std::string dom = Outcome(body, ParsePath::kDom, hash);
+  const std::string fast = SignBodyOutcome(body, ParsePath::kFast, hash);
+  const std::string dom = SignBodyOutcome(body, ParsePath::kDom, hash);
   if (fast != dom) {
     std::fprintf(stderr, "fast path: %s\nDOM path: %s\n", fast.c_str(), dom.c_str());
     std::abort();

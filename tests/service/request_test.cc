@@ -10,6 +10,7 @@
 #include "appliance/service/internal/answer.h"
 #include "appliance/service/internal/json_scan.h"
 #include "appliance/service/internal/request.h"
+#include "tests/service/request_outcome.h"
 
 namespace signet::service::internal {
 namespace {
@@ -18,26 +19,7 @@ using nlohmann::json;
 
 // What ParseSignBody and then CheckItems (for `hash`) made of `body`, as text to compare.
 std::string Outcome(const std::string& body, ParsePath path, hsm::Hash hash) {
-  auto parsed = ParseSignBody(body, /*cbor=*/false, path);
-  if (!parsed) {
-    return "parse error: " + parsed.error().message();
-  }
-  const SignBody& env = parsed->envelope;
-  std::string out = "key=" + env.key + " tool=" + env.tool_name + "/" + env.tool_version +
-                    " host=" + env.client_host + " ticket=" + env.ticket +
-                    " count=" + std::to_string(env.item_count) + "\n";
-  auto items = parsed->CheckItems(hash);
-  if (!items) {
-    return out + "items error: " + items.error().message();
-  }
-  for (const SignItem& item : *items) {
-    out += "name=" + item.name + " size=" + (item.size ? std::to_string(*item.size) : "-");
-    for (const auto& [algorithm, hex] : item.digests) {
-      out += " " + algorithm + "=" + hex;
-    }
-    out += "\n";
-  }
-  return out;
+  return SignBodyOutcome(body, path, hash);
 }
 
 void ExpectSame(const std::string& body) {
