@@ -313,7 +313,12 @@ Result<HttpAnswer> DaemonClient::Send(const std::string& target, const std::stri
   if (!ok) {
     return MakeError(ErrorCode::kInternal, "curl_easy_setopt failed");
   }
-  if (const CURLcode rc = curl_easy_perform(h); rc != CURLE_OK) {
+  const CURLcode rc = curl_easy_perform(h);
+  if (header_list != handle_->json_headers.get()) {
+    // This request's own list is freed on return: the handle must not keep pointing at it.
+    (void)curl_easy_setopt(h, CURLOPT_HTTPHEADER, handle_->json_headers.get());
+  }
+  if (rc != CURLE_OK) {
     const std::string detail = handle_->error[0] != '\0' ? handle_->error : curl_easy_strerror(rc);
     return MakeError(ErrorCode::kUnavailable,
                      fmt::format("talking to signetd at {}: {}", handle_->Name(), detail));
