@@ -1,3 +1,5 @@
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -164,7 +166,10 @@ Result<std::unique_ptr<Token>> Token::Open(const TokenConfig& config) {
   SIGNET_ASSIGN_OR_RETURN(state->pool,
                           SessionPool::Open(state->module, slot, std::move(*pin), config.sessions));
   for (unsigned i = 0; i < config.sessions; ++i) {
-    state->workers.emplace_back([s = state.get()] { s->WorkerLoop(); });
+    state->workers.emplace_back([s = state.get()] {
+      (void)::pthread_setname_np(::pthread_self(), "hsm-worker");
+      s->WorkerLoop();
+    });
   }
   return std::unique_ptr<Token>(new Token(std::move(state)));  // NOLINT: private constructor
 }

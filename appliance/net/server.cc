@@ -5,6 +5,7 @@
 // by handlers on that strand; the only cross-thread entry points are Deliver (a Responder posting
 // the response), BeginStop and ForceClose (posted by Server::Stop).
 #include <poll.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -755,7 +756,10 @@ class Server::Impl {
       }
     });
     for (unsigned i = 0; i < threads; ++i) {
-      threads_.emplace_back([this] { ThreadMain(); });
+      threads_.emplace_back([this] {
+        (void)::pthread_setname_np(::pthread_self(), "net-io");
+        ThreadMain();
+      });
     }
   }
 

@@ -1,5 +1,6 @@
 // Approvals: holding a request whose rule needs approvals, approving and denying it, expiring it,
 // signing it once approved, and GET /v1/requests/ID for the requester.
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -274,6 +275,7 @@ void StartSweeper(const std::shared_ptr<State>& state) {
   State* raw = state.get();
   // The thread holds a raw pointer: StopSweeper joins it before the state can go.
   state->sweeper = std::thread([raw, interval] {
+    (void)::pthread_setname_np(::pthread_self(), "approval-sweep");
     std::unique_lock lock(raw->sweeper_mu);
     while (!raw->sweeper_cv.wait_for(lock, interval, [raw] { return raw->sweeper_stopping; })) {
       lock.unlock();

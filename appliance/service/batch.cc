@@ -12,6 +12,7 @@
 // its client rebuilds its own batches (X-Signet-Batch-Proofs: client), a batch of its leaves alone
 // is answered without per-leaf proofs; every other batch carries them (BATCH.md, "The sign
 // answer").
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -402,7 +403,10 @@ struct BatchGatherer::Pending {
 
 BatchGatherer::BatchGatherer(std::chrono::milliseconds window, std::size_t max_leaves)
     : window_(window), max_leaves_(max_leaves), pending_(std::make_unique<Pending>()) {
-  thread_ = std::thread([this] { Loop(); });
+  thread_ = std::thread([this] {
+    (void)::pthread_setname_np(::pthread_self(), "batch-gather");
+    Loop();
+  });
 }
 
 BatchGatherer::~BatchGatherer() { Stop(); }

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -100,6 +102,26 @@ TEST_F(SignetdTest, DevSignsReloadsDrainsAndRestartsOnTheSameState) {
 // The whole flow with the real client: `signet sign -r` over a directory, every signature checked
 // with the openssl command, and exactly one `sign` record per signature naming the file, its
 // digest, the key, who asked (uid and user) and the tool.
+// signetd's threads carry names (so that `top -H`, a profile or a core dump tells them apart).
+TEST_F(SignetdTest, ThreadsAreNamedForWhatTheyDo) {
+  auto daemon = StartDev();
+  ASSERT_NE(daemon, nullptr);
+  std::multiset<std::string> names;
+  const std::filesystem::path tasks =
+      std::filesystem::path("/proc") / std::to_string(daemon->pid()) / "task";
+  for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+    std::string name = ReadFile(task.path() / "comm");
+    while (!name.empty() && name.back() == '\n') {
+      name.pop_back();
+    }
+    names.insert(name);
+  }
+  for (const char* expected :
+       {"audit-writer", "audit-checkpt", "audit-deliver", "net-io", "hsm-worker"}) {
+    EXPECT_GE(names.count(expected), 1u) << expected;
+  }
+}
+
 TEST_F(SignetdTest, SignetSignsADirectoryAndEverySignatureHasItsRecord) {
   auto daemon = StartDev();
   ASSERT_NE(daemon, nullptr);
