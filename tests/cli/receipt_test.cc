@@ -759,12 +759,11 @@ TEST(ReadBatchAnswerTest, FastReadAgreesWithTheDomReadOrGivesUp) {
   EXPECT_GT(compared, 100u);
 }
 
-// An existing bundle is kept without --force (nothing is signed), replaced with it; -r does not
-// sign the bundle or its temporary file; a key of format raw has no bundles.
 // A bundle's receipts are assembled by several threads once an answer has a few thousand files
 // (on a machine of two cores or more): every file still gets exactly one receipt, and each holds.
 TEST_F(ReceiptTest, ALargeAnswerAssembledInPartsGivesEveryFileOneReceipt) {
-  constexpr int kFiles = 3000;  // one request (8192 per request for a batch key), three parts
+  // One request (8192 files per request for a batch key), in parts of at least 1,024 files.
+  constexpr int kFiles = 3000;
   std::set<std::string> files;
   for (int i = 0; i < kFiles; ++i) {
     files.insert(Make("many/f" + std::to_string(i), "artifact " + std::to_string(i)));
@@ -795,6 +794,8 @@ TEST_F(ReceiptTest, ALargeAnswerAssembledInPartsGivesEveryFileOneReceipt) {
             kFiles);
 }
 
+// An existing bundle is kept without --force (nothing is signed), replaced with it; -r does not
+// sign the bundle or its temporary file; a key of format raw has no bundles.
 TEST_F(ReceiptTest, ABundleIsReplacedOnlyWithForceAndIsNoArtifact) {
   std::filesystem::create_directories(dir() / "rel");
   Make("rel/a", "a");

@@ -99,9 +99,6 @@ TEST_F(SignetdTest, DevSignsReloadsDrainsAndRestartsOnTheSameState) {
   EXPECT_GT(std::filesystem::file_size(State() / "checkpoints"), checkpoints_after_first);
 }
 
-// The whole flow with the real client: `signet sign -r` over a directory, every signature checked
-// with the openssl command, and exactly one `sign` record per signature naming the file, its
-// digest, the key, who asked (uid and user) and the tool.
 // signetd's threads carry names (so that `top -H`, a profile or a core dump tells them apart).
 TEST_F(SignetdTest, ThreadsAreNamedForWhatTheyDo) {
   auto daemon = StartDev();
@@ -122,6 +119,9 @@ TEST_F(SignetdTest, ThreadsAreNamedForWhatTheyDo) {
   }
 }
 
+// The whole flow with the real client: `signet sign -r` over a directory, every signature checked
+// with the openssl command, and exactly one `sign` record per signature naming the file, its
+// digest, the key, who asked (uid and user) and the tool.
 TEST_F(SignetdTest, SignetSignsADirectoryAndEverySignatureHasItsRecord) {
   auto daemon = StartDev();
   ASSERT_NE(daemon, nullptr);

@@ -2,8 +2,8 @@
 // and its fast path (SAX, for bodies of the usual shape) must give exactly what the DOM reference
 // path gives, errors included. The CBOR form is parsed too (no crash).
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 #include <string_view>
 
